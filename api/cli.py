@@ -1,0 +1,117 @@
+"""The `aitrader` command: run a symbol, approve or reject a paused run, list history, replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
+from api.summary import render_history, render_outcome
+from state import Settings
+from state.sections import ApprovalResponse
+from tools.checkpoints import CheckpointStoreUnavailable, open_checkpointer
+
+EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_STATE = 0, 2, 3, 4
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="aitrader", description="Run crypto trade lifecycles as LangGraph state machines.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one symbol through the whole lifecycle")
+    run.add_argument("symbol", help="e.g. BTC/USDT")
+    run.add_argument("--scenario", help="built-in market: uptrend, downtrend, range, volatile, crash (default: the symbol's own)")
+    run.add_argument("--approval", choices=["observe", "threshold", "always"], help="approval mode (default from settings)")
+    run.add_argument("--timeframes", help="comma-separated, e.g. 5m,1h,4h (default from settings)")
+    run.add_argument("--decision-timeframe", help="timeframe the strategies trade on (default 1h)")
+    run.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this past moment (ISO time, UTC)")
+    run.add_argument("--thread-id", help="use this thread id instead of a new one")
+    run.add_argument("--json", action="store_true", help="print the final state as one JSON document")
+
+    for name, text in (("approve", "approve a run waiting at the approval interrupt"), ("reject", "reject a waiting run")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("thread_id")
+        command.add_argument("--by", default="cli", help="who decides (recorded in the audit)")
+        command.add_argument("--reason", default="", required=name == "reject")
+        command.add_argument("--json", action="store_true")
+        if name == "approve":
+            command.add_argument("--quantity", type=float, help="approve a smaller size than proposed")
+
+    history = sub.add_parser("history", help="list a run's checkpoints")
+    history.add_argument("thread_id")
+    history.add_argument("--json", action="store_true")
+
+    replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
+    replay.add_argument("thread_id")
+    replay.add_argument("--checkpoint", required=True, help="checkpoint id from `aitrader history`")
+    replay.add_argument("--json", action="store_true")
+    return parser.parse_args(argv)
+
+
+def emit(args: argparse.Namespace, outcome: RunOutcome) -> None:
+    if args.json:
+        print(json.dumps(outcome.document(), indent=2, default=str))
+    else:
+        print(render_outcome(outcome))
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_checkpointer(settings) as saver:
+        runs = Lifecycles(settings, saver)
+        if args.command == "run":
+            overrides: dict[str, Any] = {
+                "scenario": args.scenario,
+                "approval_mode": args.approval,
+                "decision_timeframe": args.decision_timeframe,
+                "as_of": args.as_of,
+                "timeframes": args.timeframes.split(",") if args.timeframes else None,
+            }
+            emit(args, await runs.start(make_request(settings, args.symbol, **overrides), thread_id=args.thread_id))
+        elif args.command in ("approve", "reject"):
+            action = "reject" if args.command == "reject" else ("modify" if getattr(args, "quantity", None) else "approve")
+            response = ApprovalResponse(action=action, by=args.by, reason=args.reason, quantity=getattr(args, "quantity", None))
+            emit(args, await runs.resume(args.thread_id, response))
+        elif args.command == "history":
+            infos = await runs.history(args.thread_id)
+            print(json.dumps([i.model_dump() for i in infos], indent=2) if args.json else render_history(args.thread_id, infos))
+        elif args.command == "replay":
+            emit(args, await runs.replay(args.thread_id, args.checkpoint))
+    return EXIT_OK
+
+
+def run_command(action: Callable[[], Awaitable[int]]) -> int:
+    try:
+        return asyncio.run(action())
+    except ValidationError as error:
+        print(f"aitrader: invalid input: {'; '.join(e['msg'] for e in error.errors())}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:
+        print(f"aitrader: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RunNotFound, NotPending) as error:
+        print(f"aitrader: {error}", file=sys.stderr)
+        return EXIT_STATE
+    except CheckpointStoreUnavailable as error:
+        print(f"aitrader: {error}", file=sys.stderr)
+        return EXIT_INFRA
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(f"aitrader: bad setting: {'; '.join(str(e['loc'][0]) + ': ' + e['msg'] for e in error.errors())}", file=sys.stderr)
+        return EXIT_USAGE
+    return run_command(lambda: dispatch(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Running lifecycles: start, resume at the approval interrupt, read history, replay.
+
+The CLI, the HTTP API and the benchmark all drive runs through this module,
+so a run behaves the same whichever surface started it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command
+from pydantic import BaseModel
+
+from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
+from state import Settings
+from state.sections import ApprovalResponse, DecisionSection, RunRequest
+from tools.context import Services, build_services
+from tools.timeframes import floor_time, period
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class NotPending(RuntimeError):
+    """A resume aimed at a run that is not waiting at an interrupt (or not at that one)."""
+
+
+class PendingApproval(BaseModel):
+    interrupt_id: str
+    proposal: dict[str, Any]
+
+
+class RunOutcome(BaseModel):
+    thread_id: str
+    decision: DecisionSection | None
+    pending: PendingApproval | None
+    values: dict[str, Any]
+
+    def document(self) -> dict[str, Any]:
+        """Every section as JSON, for `--json` and the API."""
+        sections = {
+            key: _jsonable(value) for key, value in self.values.items() if key not in ("decision",)
+        }
+        return {
+            "thread_id": self.thread_id,
+            "decision": self.decision.model_dump(mode="json") if self.decision else None,
+            "pending_interrupt": self.pending.model_dump(mode="json") if self.pending else None,
+            "state": sections,
+        }
+
+
+class CheckpointInfo(BaseModel):
+    checkpoint_id: str
+    step: int
+    nodes: list[str]
+    created_at: str | None
+    next: list[str]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def new_thread_id(symbol: str) -> str:
+    return f"{symbol.replace('/', '-').replace(':', '-').lower()}-{uuid.uuid4().hex[:12]}"
+
+
+def make_request(settings: Settings, symbol: str, **overrides: Any) -> RunRequest:
+    """A validated request with the settings' defaults; the clock is fixed now so a replay sees the same moment."""
+    fields: dict[str, Any] = {
+        "symbol": symbol,
+        "exchange": settings.exchange,
+        "timeframes": settings.timeframes,
+        "decision_timeframe": settings.decision_timeframe,
+        "approval_mode": settings.approval_mode,
+    }
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    timeframes = fields["timeframes"]
+    if "decision_timeframe" not in overrides or overrides["decision_timeframe"] is None:
+        if fields["decision_timeframe"] not in timeframes:
+            # The default decision timeframe was not asked for: trade the middle one of those that were.
+            fields["decision_timeframe"] = sorted(timeframes, key=period)[len(timeframes) // 2]
+    request = RunRequest.model_validate(fields)
+    if request.as_of is None:
+        request = request.model_copy(update={"as_of": floor_time(datetime.now(UTC), "1m")})
+    return request
+
+
+class Lifecycles:
+    def __init__(self, settings: Settings, checkpointer: BaseCheckpointSaver) -> None:
+        self.settings = settings
+        self.graph = build_graph(checkpointer)
+
+    def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+        configurable = {"thread_id": thread_id}
+        if checkpoint_id:
+            configurable["checkpoint_id"] = checkpoint_id
+        return {"configurable": configurable, "recursion_limit": RECURSION_LIMIT}
+
+    def services_for(self, request: RunRequest) -> Services:
+        # Runtime context is not checkpointed: every resume and replay builds it again, always with paper.
+        return build_services(self.settings, request)
+
+    async def start(self, request: RunRequest, *, thread_id: str | None = None, services: Services | None = None, durability: str = "async") -> RunOutcome:
+        thread_id = thread_id or new_thread_id(request.symbol)
+        await self.graph.ainvoke(
+            {"request": request},
+            self._config(thread_id),
+            context=services or self.services_for(request),
+            durability=durability,
+        )
+        return await self.outcome(thread_id)
+
+    async def outcome(self, thread_id: str) -> RunOutcome:
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        if not snapshot.values:
+            raise RunNotFound(f"no run with thread id {thread_id!r}")
+        pending = None
+        if snapshot.interrupts:
+            first = snapshot.interrupts[0]
+            pending = PendingApproval(interrupt_id=first.id, proposal=first.value)
+        values = dict(snapshot.values)
+        return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
+
+    async def resume(self, thread_id: str, response: ApprovalResponse, *, interrupt_id: str | None = None) -> RunOutcome:
+        current = await self.outcome(thread_id)
+        if current.pending is None:
+            raise NotPending(f"run {thread_id} is not waiting for approval")
+        if interrupt_id is not None and interrupt_id != current.pending.interrupt_id:
+            raise NotPending(f"interrupt {interrupt_id} is not pending on run {thread_id}")
+        request = RunRequest.model_validate(current.values["request"])
+        await self.graph.ainvoke(
+            Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")}),
+            self._config(thread_id),
+            context=self.services_for(request),
+        )
+        return await self.outcome(thread_id)
+
+    async def history(self, thread_id: str, *, limit: int = 200) -> list[CheckpointInfo]:
+        snapshots = [s async for s in self.graph.aget_state_history(self._config(thread_id), limit=limit)]
+        if not snapshots:
+            raise RunNotFound(f"no run with thread id {thread_id!r}")
+        by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
+        infos = []
+        for snapshot in snapshots:
+            parent_id = (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            parent = by_id.get(parent_id)
+            # A checkpoint is written by the tasks its parent scheduled.
+            nodes = [t.name for t in parent.tasks] if parent else ["input"]
+            infos.append(
+                CheckpointInfo(
+                    checkpoint_id=snapshot.config["configurable"]["checkpoint_id"],
+                    step=snapshot.metadata.get("step", -1),
+                    nodes=sorted(set(nodes)),
+                    created_at=snapshot.created_at,
+                    next=list(snapshot.next),
+                )
+            )
+        return infos
+
+    async def replay(self, thread_id: str, checkpoint_id: str) -> RunOutcome:
+        snapshot = await self.graph.aget_state(self._config(thread_id, checkpoint_id))
+        if snapshot.config["configurable"].get("checkpoint_id") != checkpoint_id:
+            raise RunNotFound(f"no checkpoint {checkpoint_id!r} on run {thread_id!r}")
+        # The request never changes within a thread; the input checkpoint just has not applied it yet.
+        request = RunRequest.model_validate((await self.outcome(thread_id)).values["request"])
+        await self.graph.ainvoke(None, snapshot.config, context=self.services_for(request))
+        return await self.outcome(thread_id)

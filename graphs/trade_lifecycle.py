@@ -1,0 +1,107 @@
+"""The per-symbol trade lifecycle, wired from the nodes. Wiring only: no logic lives here.
+
+sanity → market_data → data_quality → {regime, structure} → {support_resistance, fibonacci}
+→ confluence → strategy ×N (Send) → aggregate → verify → risk → approval → execute → audit
+
+Every gate that writes a decision (HOLD / REJECT) sends the run straight to audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Send
+
+from nodes.aggregate import aggregate
+from nodes.approval import approval
+from nodes.audit import audit
+from nodes.confluence import confluence
+from nodes.data_quality import data_quality
+from nodes.execute import execute
+from nodes.fibonacci import fibonacci
+from nodes.market_data import market_data
+from nodes.regime import regime
+from nodes.risk import risk
+from nodes.sanity import sanity
+from nodes.strategies import registered_strategies
+from nodes.strategy import strategy
+from nodes.structure import structure
+from nodes.support_resistance import support_resistance
+from nodes.verify import verify
+from state import AnalysisState
+from state.sections import FeaturesSection
+from tools.context import Services
+
+FEATURE_NODES = ["regime", "structure"]
+LEVEL_NODES = ["support_resistance", "fibonacci"]
+RECURSION_LIMIT = 64
+
+
+def unless_decided(*next_nodes: str) -> Callable[[AnalysisState], list[str] | str]:
+    """Route on, or to audit once a gate has written a decision."""
+
+    def route(state: AnalysisState) -> list[str] | str:
+        return "audit" if state.get("decision") is not None else list(next_nodes)
+
+    return route
+
+
+def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
+    names = list(registered_strategies())
+    if not names:
+        return "aggregate"  # an empty pool holds for want of signals, it does not stall
+    task = {
+        "request": state["request"],
+        "market": state["market"],
+        "features": state.get("features") or FeaturesSection(),
+    }
+    return [Send("strategy", {**task, "strategy": name}) for name in names]
+
+
+def build_graph(checkpointer: BaseCheckpointSaver | None = None, **compile_options: Any) -> CompiledStateGraph:
+    builder = StateGraph(AnalysisState, context_schema=Services)
+    for name, node in [
+        ("sanity", sanity),
+        ("market_data", market_data),
+        ("data_quality", data_quality),
+        ("regime", regime),
+        ("structure", structure),
+        ("support_resistance", support_resistance),
+        ("fibonacci", fibonacci),
+        ("confluence", confluence),
+        ("strategy", strategy),
+        ("aggregate", aggregate),
+        ("verify", verify),
+        ("risk", risk),
+        ("approval", approval),
+        ("execute", execute),
+        ("audit", audit),
+    ]:
+        builder.add_node(name, node)
+
+    builder.add_edge(START, "sanity")
+    builder.add_conditional_edges("sanity", unless_decided("market_data"), ["market_data", "audit"])
+    builder.add_conditional_edges("market_data", unless_decided("data_quality"), ["data_quality", "audit"])
+    builder.add_conditional_edges("data_quality", unless_decided(*FEATURE_NODES), [*FEATURE_NODES, "audit"])
+    for level_node in LEVEL_NODES:
+        builder.add_edge(FEATURE_NODES, level_node)
+    builder.add_edge(LEVEL_NODES, "confluence")
+    builder.add_conditional_edges("confluence", fan_out_strategies, ["strategy", "aggregate"])
+    builder.add_edge("strategy", "aggregate")
+    builder.add_conditional_edges("aggregate", unless_decided("verify"), ["verify", "audit"])
+    builder.add_conditional_edges("verify", unless_decided("risk"), ["risk", "audit"])
+    builder.add_conditional_edges("risk", unless_decided("approval"), ["approval", "audit"])
+    builder.add_conditional_edges("approval", unless_decided("execute"), ["execute", "audit"])
+    builder.add_edge("execute", "audit")
+    builder.add_edge("audit", END)
+    return builder.compile(checkpointer=checkpointer, name="trade_lifecycle", **compile_options)
+
+
+
+
+# For `langgraph dev` / Studio: compiled without a checkpointer, the server brings its own.
+graph = build_graph()

@@ -1,0 +1,43 @@
+"""The strategy pool. A strategy is registered by being a module here that defines `STRATEGY`.
+
+A strategy is a pure, vectorized function of one indicator frame: it returns
+a signal for every candle of history, the node takes the last one, and a
+backtest takes them all, so live decisions and backtests share one code path.
+Strategies see candles and indicators only: no broker, no state, no orders.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Literal
+
+import pandas as pd
+
+SIGNAL_COLUMNS = ["direction", "confidence", "stop", "target"]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    version: str
+    kind: Literal["momentum", "oscillator"]
+    regimes: tuple[str, ...]
+    # frame with indicator columns -> frame of SIGNAL_COLUMNS, one row per candle
+    evaluate: Callable[[pd.DataFrame], pd.DataFrame]
+    # (indicator row, signal row) of the last candle -> the evidence in words
+    explain: Callable[[pd.Series, pd.Series], str]
+
+
+@cache
+def registered_strategies() -> dict[str, Strategy]:
+    found: dict[str, Strategy] = {}
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        strategy = getattr(module, "STRATEGY", None)
+        if isinstance(strategy, Strategy):
+            found[strategy.name] = strategy
+    return dict(sorted(found.items()))

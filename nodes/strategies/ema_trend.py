@@ -1,0 +1,54 @@
+"""Trend following: fast EMA above slow EMA, price above both, ADX confirming a trend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nodes.strategies import Strategy
+
+MIN_ADX = 20.0
+SLOPE_BARS = 10
+STOP_ATR = 2.0
+TARGET_ATR = 3.0
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    close, fast, slow, atr, adx = (frame[c] for c in ("close", "ema_fast", "ema_slow", "atr", "adx"))
+    rising = slow.diff(SLOPE_BARS) > 0
+    falling = slow.diff(SLOPE_BARS) < 0
+    long = (fast > slow) & (close > fast) & (adx >= MIN_ADX) & rising
+    short = (fast < slow) & (close < fast) & (adx >= MIN_ADX) & falling
+    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
+    trend_strength = ((adx - MIN_ADX) / 30).clip(0, 1)
+    # EMA separation measured in ATRs, so it means the same on every price scale.
+    separation = ((fast - slow).abs() / atr).clip(0, 2) / 2
+    confidence = (0.4 + 0.3 * trend_strength + 0.3 * separation).where(direction != 0, 0.0)
+    return pd.DataFrame(
+        {
+            "direction": direction,
+            "confidence": confidence.fillna(0.0),
+            "stop": close - direction * STOP_ATR * atr,
+            "target": close + direction * TARGET_ATR * atr,
+        }
+    )
+
+
+def explain(row: pd.Series, signal: pd.Series) -> str:
+    if signal["direction"] == 0:
+        return f"no aligned trend (EMA20 {row['ema_fast']:.6g} vs EMA50 {row['ema_slow']:.6g}, ADX {row['adx']:.1f})"
+    side = "above" if signal["direction"] > 0 else "below"
+    return (
+        f"close {row['close']:.6g} {side} EMA20 {row['ema_fast']:.6g} {side} EMA50 {row['ema_slow']:.6g}, "
+        f"ADX {row['adx']:.1f} >= {MIN_ADX:.0f}, EMA50 sloping with the trend; stop {STOP_ATR} ATR"
+    )
+
+
+STRATEGY = Strategy(
+    name="ema_trend",
+    version="1.0.0",
+    kind="momentum",
+    regimes=("TRENDING_UP", "TRENDING_DOWN"),
+    evaluate=evaluate,
+    explain=explain,
+)

@@ -1,0 +1,65 @@
+"""L4 one strategy branch (fanned out with `Send`): the last candle's signal of one strategy.
+
+A strategy that raises is isolated: its branch records the error as a FLAT
+signal and the other branches go on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from nodes.common import event, services
+from nodes.strategies import registered_strategies
+from state import StrategyTask
+from state.sections import Signal
+from tools.context import Services
+
+NODE = "strategy"
+
+
+async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, Any]:
+    request, market = task["request"], task["market"]
+    chosen = registered_strategies()[task["strategy"]]
+    timeframe = request.decision_timeframe
+    produced_by = f"{NODE}:{chosen.name}"
+    try:
+        loaded = await services(runtime, request).frames.get(request.symbol, timeframe, market.as_of)
+        signals = chosen.evaluate(loaded.frame)
+        last, row = signals.iloc[-1], loaded.frame.iloc[-1]
+        direction = {1: "LONG", -1: "SHORT"}.get(int(last["direction"]), "FLAT")
+        acting = direction != "FLAT"
+        signal = Signal(
+            as_of=market.as_of,
+            produced_by=produced_by,
+            strategy=chosen.name,
+            version=chosen.version,
+            kind=chosen.kind,
+            direction=direction,
+            confidence=float(last["confidence"]) if acting else 0.0,
+            entry=float(row["close"]) if acting else None,
+            stop=float(last["stop"]) if acting else None,
+            targets=[float(last["target"])] if acting and math.isfinite(last["target"]) else [],
+            timeframe=timeframe,
+            rationale=chosen.explain(row, last),
+        )
+    except Exception as error:  # isolation: one broken strategy must not sink the run
+        signal = Signal(
+            as_of=market.as_of,
+            produced_by=produced_by,
+            strategy=chosen.name,
+            version=chosen.version,
+            kind=chosen.kind,
+            direction="FLAT",
+            confidence=0.0,
+            timeframe=timeframe,
+            rationale="strategy failed",
+            error=f"{type(error).__name__}: {error}",
+        )
+    detail = {"confidence": signal.confidence, "error": signal.error}
+    return {
+        "signals": {chosen.name: signal},
+        "audit": [event(produced_by, "STRATEGY_SIGNAL", signal.direction, market.as_of, detail)],
+    }

@@ -1,0 +1,317 @@
+"""The owned sections of `AnalysisState`.
+
+Every section is a frozen pydantic model stamped with the candle time it was
+computed from (`as_of`), the node that produced it and a schema version, so a
+reader can tell stale or foreign data apart. Raw candles never appear here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from state.settings import KNOWN_TIMEFRAMES, ApprovalMode
+
+SCHEMA_VERSION = 1
+
+Direction = Literal["LONG", "SHORT", "FLAT"]
+Regime = Literal["TRENDING_UP", "TRENDING_DOWN", "RANGING", "VOLATILE"]
+Bias = Literal["BULLISH", "BEARISH", "NEUTRAL"]
+EventType = Literal[
+    "SYS_COMMAND",
+    "MARKET_DATA",
+    "ANALYSIS_UPDATE",
+    "REGIME_CHANGE",
+    "STRATEGY_SIGNAL",
+    "SIGNAL",
+    "VERIFIED_SIG",
+    "APPROVED_ORD",
+    "ORDER_REQUEST",
+    "ORDER_FILLED",
+    "DECISION",
+]
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{2,10}(:[A-Z0-9]{2,10})?$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Section(Model):
+    as_of: datetime
+    produced_by: str
+    schema_version: int = SCHEMA_VERSION
+
+
+class Check(Model):
+    """One rule's outcome; ``passed=None`` means the rule did not apply."""
+
+    name: str
+    passed: bool | None
+    detail: str = ""
+
+
+def failed_checks(checks: list[Check]) -> list[Check]:
+    return [check for check in checks if check.passed is False]
+
+
+class RunRequest(Model):
+    """What the caller asked for: the run's input, validated at the boundary."""
+
+    symbol: str
+    source: Literal["builtin"] = "builtin"
+    scenario: str | None = None
+    exchange: str = "binance"
+    timeframes: list[str]
+    decision_timeframe: str
+    approval_mode: ApprovalMode = "observe"
+    as_of: datetime | None = Field(default=None, description="Decide at this moment; None = now.")
+
+    @field_validator("symbol")
+    @classmethod
+    def _symbol_format(cls, value: str) -> str:
+        symbol = value.strip().upper()
+        if not SYMBOL_PATTERN.match(symbol):
+            raise ValueError(f"malformed symbol {value!r}: expected BASE/QUOTE such as BTC/USDT")
+        return symbol
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [tf for tf in value if tf not in KNOWN_TIMEFRAMES]
+        if unknown or not value:
+            raise ValueError(f"unknown timeframes {unknown}; known: {', '.join(KNOWN_TIMEFRAMES)}")
+        return sorted(set(value), key=KNOWN_TIMEFRAMES.index)
+
+    @model_validator(mode="after")
+    def _decision_timeframe_configured(self) -> RunRequest:
+        if self.decision_timeframe not in self.timeframes:
+            raise ValueError(f"decision timeframe {self.decision_timeframe} is not among {self.timeframes}")
+        return self
+
+
+class SanitySection(Section):
+    passed: bool
+    checks: list[Check]
+
+
+class CandleSummary(Model):
+    count: int
+    first: datetime
+    last: datetime
+    last_close: float
+
+
+class MarketSection(Section):
+    symbol: str
+    exchange: str
+    source: str
+    scenario: str | None
+    timeframes: dict[str, CandleSummary]
+    last_price: float
+
+
+class QualitySection(Section):
+    passed: bool
+    checks: list[Check]
+    repairs: list[str] = []
+
+
+class TimeframeRegime(Model):
+    regime: Regime
+    adx: float
+    atr_pct: float
+    bb_width_pct_rank: float
+    ema_slope_pct: float
+
+
+class RegimeReport(Section):
+    by_timeframe: dict[str, TimeframeRegime]
+    primary: Regime
+
+
+class TimeframeStructure(Model):
+    bias: Bias
+    sequence: list[str]
+    last_swing_high: float | None
+    last_swing_low: float | None
+    break_of_structure: Literal["UP", "DOWN"] | None
+
+
+class StructureReport(Section):
+    by_timeframe: dict[str, TimeframeStructure]
+
+
+class FeaturesSection(Model):
+    """Written by the parallel L2 nodes, each owning one field."""
+
+    regime: RegimeReport | None = None
+    structure: StructureReport | None = None
+
+
+class PriceLevel(Model):
+    price: float
+    kind: str
+    strength: float = 1.0
+    timeframe: str
+
+
+class SupportResistanceReport(Section):
+    levels: list[PriceLevel]
+
+
+class FibonacciReport(Section):
+    timeframe: str
+    swing_low: float
+    swing_high: float
+    direction: Literal["UP", "DOWN"]
+    retracements: dict[str, float]
+    golden_pocket: tuple[float, float]
+    in_golden_pocket: bool
+
+
+class ConfluenceZone(Model):
+    low: float
+    high: float
+    score: float
+    contributors: list[str]
+
+
+class ConfluenceReport(Section):
+    tolerance: float
+    zones: list[ConfluenceZone]
+
+
+class LevelsSection(Model):
+    """Written by the parallel L3 nodes and then the confluence node."""
+
+    support_resistance: SupportResistanceReport | None = None
+    fibonacci: FibonacciReport | None = None
+    confluence: ConfluenceReport | None = None
+
+
+class Signal(Section):
+    strategy: str
+    version: str
+    kind: str
+    direction: Direction
+    confidence: float = Field(ge=0.0, le=1.0)
+    entry: float | None = None
+    stop: float | None = None
+    targets: list[float] = []
+    timeframe: str
+    rationale: str
+    error: str | None = None
+
+
+class ConsensusSection(Section):
+    direction: Direction
+    net_score: float
+    confidence: float
+    weights: dict[str, float]
+    contributions: dict[str, float]
+    agreeing: list[str]
+    entry: float | None = None
+    stop: float | None = None
+    targets: list[float] = []
+    timeframe: str
+    reason: str
+
+
+class VerificationSection(Section):
+    passed: bool
+    checks: list[Check]
+
+
+class RiskSection(Section):
+    approved: bool
+    checks: list[Check]
+    side: Literal["buy", "sell"] | None = None
+    entry: float | None = None
+    stop: float | None = None
+    target: float | None = None
+    quantity: float | None = None
+    notional: float | None = None
+    risk_amount: float | None = None
+    risk_fraction: float | None = None
+    equity: float
+
+
+class ApprovalSection(Section):
+    mode: ApprovalMode
+    required: bool
+    status: Literal["auto_approved", "approved", "rejected", "modified"]
+    by: str
+    at: datetime
+    reason: str
+    quantity: float
+
+
+class Order(Model):
+    client_order_id: str
+    role: Literal["entry", "stop_loss", "take_profit"]
+    side: Literal["buy", "sell"]
+    type: Literal["market", "limit", "stop"]
+    quantity: float
+    price: float | None
+    status: Literal["open", "filled", "cancelled", "rejected"]
+    fill_price: float | None = None
+    fee: float = 0.0
+
+
+class OrdersSection(Section):
+    broker: str
+    orders: list[Order]
+
+
+class ApprovalRequest(Model):
+    """What the approval interrupt shows the operator."""
+
+    thread_id: str | None
+    symbol: str
+    side: Literal["buy", "sell"]
+    quantity: float
+    entry: float
+    stop: float
+    target: float
+    notional: float
+    risk_amount: float
+    reasons: list[str]
+    strategies: list[str]
+    regime: str | None
+
+
+class ApprovalResponse(Model):
+    """What an operator may answer; anything else is refused before the graph resumes."""
+
+    action: Literal["approve", "reject", "modify"]
+    by: str = Field(default="operator", min_length=1, max_length=100)
+    reason: str = Field(default="", max_length=1000)
+    quantity: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _modify_needs_quantity(self) -> ApprovalResponse:
+        if self.action == "modify" and self.quantity is None:
+            raise ValueError("modify needs a quantity")
+        return self
+
+
+class DecisionSection(Section):
+    action: Literal["BUY", "SELL", "HOLD", "REJECT"]
+    stage: str
+    reason: str
+
+
+class AuditEvent(Section):
+    event: EventType
+    verdict: str
+    detail: dict[str, Any] = {}
+    recorded_at: datetime
+
+
+def is_finite(*numbers: float | None) -> bool:
+    return all(n is not None and math.isfinite(n) for n in numbers)

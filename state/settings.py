@@ -1,0 +1,67 @@
+"""Settings read from the environment and `.env`, every name prefixed ``AITRADER_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ApprovalMode = Literal["observe", "threshold", "always"]
+DEFAULT_TIMEFRAMES = ["5m", "15m", "1h", "4h", "1d", "1w"]
+# Kept here rather than imported from tools: state may import pydantic only.
+KNOWN_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
+MAX_RISK_PER_TRADE = 0.02
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AITRADER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset = embedded SQLite file in `home`."
+    )
+    home: Path = Field(default=Path("~/.aitrader"), description="Local data directory.")
+    exchange: str = "binance"
+    timeframes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TIMEFRAMES))
+    decision_timeframe: str = Field(default="1h", description="Timeframe the strategies trade on.")
+    approval_mode: ApprovalMode = "observe"
+    approval_threshold_notional: float = Field(default=5_000.0, gt=0)
+    account_equity: float = Field(default=10_000.0, gt=0)
+    risk_per_trade: float = Field(default=0.01, gt=0, le=MAX_RISK_PER_TRADE)
+    allow_short: bool = Field(default=False, description="Spot accounts cannot sell what they do not hold.")
+    min_notional: float = Field(default=10.0, ge=0)
+    fee_rate: float = Field(default=0.001, ge=0, lt=0.05)
+    slippage_bps: float = Field(default=5.0, ge=0, lt=500)
+    candle_limit: int = Field(default=300, ge=60, le=5000)
+    llm_model: str = "phi3:mini"
+    llm_base_url: str = "http://127.0.0.1:11434"
+    api_token: SecretStr | None = None
+
+    @field_validator("timeframes", mode="before")
+    @classmethod
+    def _split_timeframes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("timeframes")
+    @classmethod
+    def _known_timeframes(cls, value: list[str]) -> list[str]:
+        unknown = [tf for tf in value if tf not in KNOWN_TIMEFRAMES]
+        if unknown:
+            raise ValueError(f"unknown timeframes {unknown}; known: {', '.join(KNOWN_TIMEFRAMES)}")
+        if not value:
+            raise ValueError("at least one timeframe is needed")
+        return sorted(set(value), key=KNOWN_TIMEFRAMES.index)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "aitrader.sqlite"

@@ -1,0 +1,145 @@
+"""Node and tool logic on hand-built inputs whose right answer is known."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nodes.fibonacci import retracement
+from nodes.sanity import symbol_checks
+from nodes.strategies import registered_strategies
+from nodes.verify import signal_checks
+from state.sections import ConsensusSection, failed_checks
+from tools.brokers import BracketRequest, PaperBroker
+from tools.execution_ids import client_order_id
+from tools.pivots import cluster_prices, label_sequence, swing_pivots
+from tools.quality import inspect, normalize
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def candles(n: int = 120, *, end: datetime = NOW - timedelta(hours=1)) -> pd.DataFrame:
+    index = pd.date_range(end=end, periods=n, freq="1h", tz="UTC", name="time")
+    close = 100 + np.sin(np.arange(n) / 5)
+    return pd.DataFrame(
+        {"open": close - 0.1, "high": close + 0.5, "low": close - 0.5, "close": close, "volume": 10.0}, index=index
+    )
+
+
+@pytest.mark.parametrize("symbol,bad", [("BTC/USDT", None), ("BTCUP/USDT", "not_leveraged_token"), ("ETHBEAR/USDT", "not_leveraged_token"), ("SOL3L/USDT", "not_leveraged_token"), ("JUP/USDT", None), ("BTC/TRY", "quote_allowed"), ("BTC/USDT:USDT", "spot_market")])
+def test_sanity_name_rules(symbol: str, bad: str | None) -> None:
+    failed = [c.name for c in failed_checks(symbol_checks(symbol))]
+    assert failed == ([bad] if bad else [])
+
+
+def test_clean_candles_pass_every_quality_check() -> None:
+    assert failed_checks(inspect(candles(), "1h", NOW, min_candles=100)) == []
+
+
+@pytest.mark.parametrize(
+    "spoil,check",
+    [
+        (lambda f: f.iloc[:50], "enough_candles"),
+        (lambda f: f.assign(close=f["close"].where(f.index != f.index[60], np.nan)), "finite_values"),
+        (lambda f: f.assign(low=f["low"].where(f.index != f.index[70], -1.0)), "positive_prices"),
+        (lambda f: f.assign(high=f["high"].where(f.index != f.index[80], 1.0)), "high_above_low"),
+        (lambda f: f.assign(open=f["open"].where(f.index != f.index[90], 1000.0)), "open_close_in_range"),
+    ],
+)
+def test_each_bad_candle_kind_fails_its_check(spoil, check: str) -> None:
+    failed = [c.name for c in failed_checks(inspect(spoil(candles()), "1h", NOW, min_candles=100))]
+    assert check in failed
+
+
+def test_stale_feed_fails_freshness_and_gaps_are_counted() -> None:
+    stale = candles(end=NOW - timedelta(hours=5))
+    assert [c.name for c in failed_checks(inspect(stale, "1h", NOW, min_candles=100))] == ["fresh"]
+    gappy = candles().drop(candles().index[[10, 11, 12, 40]])
+    gaps = next(c for c in inspect(gappy, "1h", NOW, min_candles=100) if c.name == "gaps")
+    assert gaps.detail.startswith("2 gaps, largest 0 days 04:00:00")
+
+
+def test_normalize_sorts_and_drops_duplicates() -> None:
+    frame = candles(10)
+    messy = pd.concat([frame.iloc[5:], frame.iloc[:5], frame.iloc[[3]]])
+    fixed, repairs = normalize(messy)
+    assert fixed.index.is_monotonic_increasing and len(fixed) == 10
+    assert repairs == ["sorted out-of-order candles", "dropped 1 duplicate candles"]
+
+
+def test_swing_pivots_and_sequence_on_a_known_zigzag() -> None:
+    # Highs at positions 2 (10), 6 (12), 10 (11); lows at 4 (5) and 8 (6).
+    high = pd.Series([5, 7, 10, 7, 6, 8, 12, 8, 7, 9, 11, 9, 8], dtype=float)
+    low = high - 1
+    low[4], low[8] = 4.0, 5.0
+    pivots = swing_pivots(high, low, width=2)
+    assert [(p.position, p.kind) for p in pivots] == [(2, "high"), (4, "low"), (6, "high"), (8, "low"), (10, "high")]
+    assert label_sequence(pivots) == ["HH", "HL", "LH"]
+    # The last `width` candles can never be pivots yet: no look-ahead.
+    assert all(p.position < len(high) - 2 for p in swing_pivots(high[:9], low[:9], width=2))
+
+
+def test_cluster_prices_merges_within_tolerance() -> None:
+    clusters = cluster_prices([100.0, 100.4, 105.0, 100.2], [1, 5, 7, 9], tolerance=0.5)
+    assert [(round(c.price, 3), c.touches, c.last_position) for c in clusters] == [(100.2, 3, 9), (105.0, 1, 7)]
+
+
+def test_fibonacci_retracement_of_an_up_impulse() -> None:
+    assert retracement(100, 200, True, 0.618) == pytest.approx(138.2)
+    assert retracement(100, 200, False, 0.5) == pytest.approx(150)
+
+
+def consensus(direction: str, entry: float, stop: float, target: float) -> ConsensusSection:
+    return ConsensusSection(
+        as_of=NOW, produced_by="t", direction=direction, net_score=0.5, confidence=0.5, weights={}, contributions={},
+        agreeing=["x"], entry=entry, stop=stop, targets=[target], timeframe="1h", reason="t",
+    )
+
+
+@pytest.mark.parametrize(
+    "signal,failing",
+    [
+        (consensus("LONG", 100, 95, 110), []),
+        (consensus("LONG", 100, 105, 110), ["stop_side", "reward_risk"]),
+        (consensus("SHORT", 100, 105, 110), ["target_side", "reward_risk"]),
+        (consensus("LONG", 100, 95, 102), ["reward_risk"]),
+        (consensus("LONG", 100, float("nan"), 110), ["finite_levels"]),
+    ],
+)
+def test_verification_catches_malformed_signals(signal: ConsensusSection, failing: list[str]) -> None:
+    assert [c.name for c in failed_checks(signal_checks(signal))] == failing
+
+
+def test_strategies_are_vectorized_over_history() -> None:
+    from tools.indicators import enrich
+
+    trending = candles(300)
+    trending["close"] = np.linspace(100, 160, 300)
+    trending["open"], trending["high"], trending["low"] = trending["close"] - 0.1, trending["close"] + 0.3, trending["close"] - 0.3
+    frame = enrich(trending)
+    for strategy in registered_strategies().values():
+        signals = strategy.evaluate(frame)
+        assert len(signals) == len(frame) and list(signals.columns) == ["direction", "confidence", "stop", "target"]
+        assert signals["confidence"].between(0, 1).all()
+    trend = registered_strategies()["ema_trend"].evaluate(frame)
+    assert trend["direction"].iloc[-1] == 1 and trend["stop"].iloc[-1] < frame["close"].iloc[-1]
+
+
+async def test_paper_broker_never_places_the_same_client_order_twice() -> None:
+    broker = PaperBroker(fee_rate=0.001, slippage_bps=10)
+    request = BracketRequest(client_order_id="at-1", symbol="BTC/USDT", side="buy", quantity=2, reference_price=100, stop=95, target=110)
+    first = await broker.place_bracket(request)
+    again = await broker.place_bracket(request)
+    assert first is again
+    entry = first[0]
+    assert entry.fill_price == pytest.approx(100.1) and entry.fee == pytest.approx(0.2002)
+    assert [o.role for o in first] == ["entry", "stop_loss", "take_profit"]
+
+
+def test_client_order_ids_are_stable_per_task_and_distinct_across_tasks() -> None:
+    assert client_order_id("thread-1", "task-a") == client_order_id("thread-1", "task-a")
+    assert client_order_id("thread-1", "task-a") != client_order_id("thread-1", "task-b")
+    assert client_order_id("thread-2", "task-a") != client_order_id("thread-1", "task-a")

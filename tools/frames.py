@@ -1,0 +1,81 @@
+"""Candles with indicators, computed once per (source, symbol, timeframe, as_of) and shared.
+
+Parallel nodes ask for the same frame at the same moment; the first request
+computes it and the others await that very computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from tools.indicators import enrich
+from tools.market_data.base import OHLCV_COLUMNS, MarketDataError, MarketDataSource
+from tools.quality import normalize
+
+FrameKey = tuple[str, str, str, datetime]
+
+
+@dataclass(frozen=True)
+class IndicatorFrame:
+    timeframe: str
+    frame: pd.DataFrame
+    repairs: list[str] = field(default_factory=list)
+
+    @property
+    def last(self) -> pd.Series:
+        return self.frame.iloc[-1]
+
+
+class FrameCache:
+    def __init__(self, source: MarketDataSource, *, source_key: str, limit: int, max_entries: int = 256) -> None:
+        self._source = source
+        # Distinguishes sources of the same kind (two scenarios, two data dirs) sharing a cache.
+        self._source_key = source_key
+        self._limit = limit
+        self._max_entries = max_entries
+        self._entries: OrderedDict[FrameKey, asyncio.Future[IndicatorFrame]] = OrderedDict()
+
+    @property
+    def source_name(self) -> str:
+        return self._source.name
+
+    async def get(self, symbol: str, timeframe: str, as_of: datetime) -> IndicatorFrame:
+        key = (self._source_key, symbol, timeframe, as_of)
+        future = self._entries.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._entries[key] = future
+            self._evict()
+            try:
+                future.set_result(await self._load(symbol, timeframe, as_of))
+            except BaseException as error:
+                del self._entries[key]
+                future.set_exception(error)
+                # Nobody else may be awaiting; mark retrieved so asyncio does not warn.
+                future.exception()
+                raise
+        else:
+            self._entries.move_to_end(key)
+        return await future
+
+    async def _load(self, symbol: str, timeframe: str, as_of: datetime) -> IndicatorFrame:
+        try:
+            raw = await self._source.fetch_candles(symbol, timeframe, until=as_of, limit=self._limit)
+        except MarketDataError:
+            raise
+        except Exception as error:  # any source failure becomes one typed error the nodes handle
+            raise MarketDataError(f"{self._source.name} failed for {symbol} {timeframe}: {error}") from error
+        missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
+        if missing:
+            raise MarketDataError(f"{self._source.name} returned candles without {missing}")
+        candles, repairs = normalize(raw[OHLCV_COLUMNS].astype(float))
+        return IndicatorFrame(timeframe=timeframe, frame=enrich(candles), repairs=repairs)
+
+    def _evict(self) -> None:
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)

@@ -1,0 +1,77 @@
+"""Swing pivots and level clustering: the hand-written analysis no maintained library offers.
+
+A pivot at candle t is confirmed only `width` candles later; the newest
+`width` candles of a frame can never be pivots yet, so a frame truncated at
+any candle yields exactly the pivots known at that candle (no look-ahead).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Pivot:
+    position: int  # row of the pivot candle
+    time: pd.Timestamp
+    price: float
+    kind: str  # "high" or "low"
+
+
+def swing_pivots(high: pd.Series, low: pd.Series, width: int = 2) -> list[Pivot]:
+    """Candles whose high (low) is strictly above (below) the `width` candles on each side."""
+    highs, lows = high.to_numpy(float), low.to_numpy(float)
+    pivots: list[Pivot] = []
+    for i in range(width, len(highs) - width):
+        left, right = slice(i - width, i), slice(i + 1, i + 1 + width)
+        if highs[i] > highs[left].max() and highs[i] > highs[right].max():
+            pivots.append(Pivot(i, high.index[i], float(highs[i]), "high"))
+        if lows[i] < lows[left].min() and lows[i] < lows[right].min():
+            pivots.append(Pivot(i, low.index[i], float(lows[i]), "low"))
+    return pivots
+
+
+def label_sequence(pivots: list[Pivot]) -> list[str]:
+    """HH/LH for each swing high against the previous one, HL/LL for lows."""
+    labels: list[str] = []
+    previous: dict[str, float] = {}
+    for pivot in pivots:
+        before = previous.get(pivot.kind)
+        if before is not None:
+            if pivot.kind == "high":
+                labels.append("HH" if pivot.price > before else "LH")
+            else:
+                labels.append("HL" if pivot.price > before else "LL")
+        previous[pivot.kind] = pivot.price
+    return labels
+
+
+@dataclass(frozen=True)
+class Cluster:
+    price: float
+    touches: int
+    last_position: int
+
+
+def cluster_prices(prices: list[float], positions: list[int], tolerance: float) -> list[Cluster]:
+    """Greedy single-linkage clustering of nearby prices; each cluster at its mean price."""
+    if not prices or tolerance <= 0:
+        return []
+    order = np.argsort(prices)
+    clusters: list[list[int]] = [[int(order[0])]]
+    for index in order[1:]:
+        if prices[index] - prices[clusters[-1][-1]] <= tolerance:
+            clusters[-1].append(int(index))
+        else:
+            clusters.append([int(index)])
+    return [
+        Cluster(
+            price=float(np.mean([prices[i] for i in members])),
+            touches=len(members),
+            last_position=max(positions[i] for i in members),
+        )
+        for members in clusters
+    ]
