@@ -9,13 +9,16 @@ from nodes.strategies import Strategy
 
 OVERSOLD = 30.0
 OVERBOUGHT = 70.0
+# Fading an extreme works in a range; in a strong trend the extreme is the trend itself.
+MAX_ADX = 25.0
 STOP_ATR = 1.5
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     close, rsi, atr = frame["close"], frame["rsi"], frame["atr"]
-    long = (rsi < OVERSOLD) & (close < frame["bb_lower"])
-    short = (rsi > OVERBOUGHT) & (close > frame["bb_upper"])
+    calm = frame["adx"] < MAX_ADX
+    long = calm & (rsi < OVERSOLD) & (close < frame["bb_lower"])
+    short = calm & (rsi > OVERBOUGHT) & (close > frame["bb_upper"])
     direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
     extremity = pd.Series(
         np.select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0), index=frame.index
@@ -34,11 +37,14 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
 def explain(row: pd.Series, signal: pd.Series) -> str:
     if signal["direction"] == 0:
         return (
-            f"no extreme: needs RSI beyond {OVERSOLD:.0f}/{OVERBOUGHT:.0f} (is {row['rsi']:.1f}) "
-            f"with the close outside its Bollinger band ({row['bb_lower']:.6g}–{row['bb_upper']:.6g})"
+            f"no fade: needs ADX < {MAX_ADX:.0f} (is {row['adx']:.1f}), RSI beyond {OVERSOLD:.0f}/{OVERBOUGHT:.0f} "
+            f"(is {row['rsi']:.1f}) and the close outside its Bollinger band ({row['bb_lower']:.6g}–{row['bb_upper']:.6g})"
         )
     band = "lower" if signal["direction"] > 0 else "upper"
-    return f"RSI {row['rsi']:.1f} at an extreme, close {row['close']:.6g} beyond the {band} band; target the mid band"
+    return (
+        f"RSI {row['rsi']:.1f} at an extreme, close {row['close']:.6g} beyond the {band} band, "
+        f"ADX {row['adx']:.1f} (no trend); target the mid band"
+    )
 
 
 STRATEGY = Strategy(

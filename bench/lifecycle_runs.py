@@ -1,0 +1,126 @@
+"""Times single-symbol lifecycle runs on the embedded SQLite file and on PostgreSQL.
+
+    .venv/bin/python bench/lifecycle_runs.py [--runs 40] [--backends none,sqlite,postgres]
+
+Prints, per backend and durability: median and p95 milliseconds per run and
+checkpoint bytes per run (summed over the saver's tables for the bench's own
+threads). `none` runs the same graph without a checkpointer, which separates
+the analysis work from what persistence costs. Postgres gets a scratch
+database that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from api.runs import Lifecycles, make_request, new_thread_id
+from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
+from state import Settings
+from tools.checkpoints import open_checkpointer
+from tools.context import build_services
+
+CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def checkpoint_bytes(settings: Settings, threads: list[str]) -> int:
+    if settings.database_url:
+        query = """
+            SELECT coalesce((SELECT sum(octet_length(checkpoint::text) + octet_length(metadata::text)) FROM checkpoints WHERE thread_id = ANY(%(t)s)), 0)
+                 + coalesce((SELECT sum(octet_length(blob)) FROM checkpoint_blobs WHERE thread_id = ANY(%(t)s)), 0)
+                 + coalesce((SELECT sum(octet_length(blob)) FROM checkpoint_writes WHERE thread_id = ANY(%(t)s)), 0)
+        """
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            row = await (await conn.execute(query, {"t": threads})).fetchone()
+            return int(row[0])
+    import sqlite3
+
+    with sqlite3.connect(settings.sqlite_path) as conn:
+        marks = ",".join("?" * len(threads))
+        a = conn.execute(f"SELECT coalesce(sum(length(checkpoint) + length(metadata)), 0) FROM checkpoints WHERE thread_id IN ({marks})", threads).fetchone()[0]
+        b = conn.execute(f"SELECT coalesce(sum(length(value)), 0) FROM writes WHERE thread_id IN ({marks})", threads).fetchone()[0]
+        return int(a + b)
+
+
+async def time_runs(settings: Settings, runs: int, scenario: str, durability: str | None, saver_wanted: bool) -> dict[str, float]:
+    async def timed(lifecycles_graph, request, thread_id: str, context) -> float:
+        started = time.perf_counter()
+        await lifecycles_graph.ainvoke(
+            {"request": request},
+            {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT},
+            context=context,
+            **({"durability": durability} if durability else {}),
+        )
+        return (time.perf_counter() - started) * 1000
+
+    async def body(saver) -> dict[str, float]:
+        runner = Lifecycles(settings, saver) if saver else None
+        graph = runner.graph if runner else build_graph()
+        samples, threads = [], []
+        for i in range(runs + 3):
+            request = make_request(settings, f"BENCH{i % 50}/USDT", scenario=scenario, as_of=CLOCK)
+            thread_id = new_thread_id(request.symbol)
+            elapsed = await timed(graph, request, thread_id, build_services(settings, request))
+            if i >= 3:  # the first runs pay imports and TA-Lib warm-up
+                samples.append(elapsed)
+                threads.append(thread_id)
+        result = {"median_ms": statistics.median(samples), "p95_ms": percentile(samples, 0.95)}
+        if saver:
+            result["checkpoint_bytes_per_run"] = await checkpoint_bytes(settings, threads) / len(threads)
+        return result
+
+    if not saver_wanted:
+        return await body(None)
+    async with open_checkpointer(settings) as saver:
+        return await body(saver)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--backends", default="none,sqlite,postgres")
+    parser.add_argument("--scenario", default="uptrend", help="uptrend runs every stage down to the paper fill")
+    parser.add_argument("--postgres-admin-url", default=ADMIN_URL)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="aitrader-bench-"))
+    database = f"aitrader_bench_{uuid.uuid4().hex[:8]}"
+    backends = args.backends.split(",")
+    if "postgres" in backends:
+        with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{database}"')
+    try:
+        print(f"{args.runs} runs per row, scenario {args.scenario}, 6 timeframes x 300 candles, 2 strategies, paper broker")
+        print(f"{'backend':<10} {'durability':<10} {'median ms':>10} {'p95 ms':>9} {'ckpt bytes/run':>15}")
+        for backend in backends:
+            url = args.postgres_admin_url.rsplit("/", 1)[0] + f"/{database}" if backend == "postgres" else None
+            settings = Settings(_env_file=None, home=home, database_url=url)
+            modes = [None] if backend == "none" else ["async", "exit"]
+            for mode in modes:
+                figures = await time_runs(settings, args.runs, args.scenario, mode, backend != "none")
+                size = figures.get("checkpoint_bytes_per_run")
+                print(
+                    f"{backend:<10} {mode or '-':<10} {figures['median_ms']:>10.1f} {figures['p95_ms']:>9.1f} "
+                    f"{(f'{size:,.0f}' if size is not None else '-'):>15}"
+                )
+    finally:
+        if "postgres" in backends:
+            with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
