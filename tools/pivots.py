@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,19 @@ class Pivot:
 def swing_pivots(high: pd.Series, low: pd.Series, width: int = 2) -> list[Pivot]:
     """Candles whose high (low) is strictly above (below) the `width` candles on each side."""
     highs, lows = high.to_numpy(float), low.to_numpy(float)
-    pivots: list[Pivot] = []
-    for i in range(width, len(highs) - width):
-        left, right = slice(i - width, i), slice(i + 1, i + 1 + width)
-        if highs[i] > highs[left].max() and highs[i] > highs[right].max():
-            pivots.append(Pivot(i, high.index[i], float(highs[i]), "high"))
-        if lows[i] < lows[left].min() and lows[i] < lows[right].min():
-            pivots.append(Pivot(i, low.index[i], float(lows[i]), "low"))
-    return pivots
+    span = 2 * width + 1
+    if len(highs) < span:
+        return []
+    found: list[tuple[int, int, str]] = []
+    for order, (kind, values, beats) in enumerate((("high", highs, np.greater), ("low", lows, np.less))):
+        windows = sliding_window_view(values, span)
+        neighbours = np.delete(windows, width, axis=1)
+        extreme = neighbours.max(axis=1) if kind == "high" else neighbours.min(axis=1)
+        positions = np.nonzero(beats(windows[:, width], extreme))[0] + width
+        found += [(int(i), order, kind) for i in positions]
+    found.sort()
+    prices = {"high": highs, "low": lows}
+    return [Pivot(i, high.index[i], float(prices[kind][i]), kind) for i, _, kind in found]
 
 
 def label_sequence(pivots: list[Pivot]) -> list[str]:
