@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,8 @@ from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_reque
 from api.summary import render_history, render_outcome
 from state import Settings
 from state.sections import ApprovalResponse
-from tools.checkpoints import CheckpointStoreUnavailable, open_checkpointer
+from tools.market_data import MarketDataError
+from tools.storage import StorageUnavailable, open_storage
 
 EXIT_OK, EXIT_USAGE, EXIT_INFRA, EXIT_STATE = 0, 2, 3, 4
 
@@ -27,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     run = sub.add_parser("run", help="run one symbol through the whole lifecycle")
     run.add_argument("symbol", help="e.g. BTC/USDT")
+    run.add_argument("--source", choices=["builtin", "files", "ccxt"], help="where candles come from (default: builtin, or files with --data-dir)")
+    run.add_argument("--exchange", help="exchange id for ccxt and the candle store (default from settings: binance)")
+    run.add_argument("--data-dir", help="freqtrade / Binance data directory (implies --source files)")
     run.add_argument("--scenario", help="built-in market: uptrend, downtrend, range, volatile, crash (default: the symbol's own)")
     run.add_argument("--approval", choices=["observe", "threshold", "always"], help="approval mode (default from settings)")
     run.add_argument("--timeframes", help="comma-separated, e.g. 5m,1h,4h (default from settings)")
@@ -63,26 +68,38 @@ def emit(args: argparse.Namespace, outcome: RunOutcome) -> None:
 
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_checkpointer(settings) as saver:
-        runs = Lifecycles(settings, saver)
-        if args.command == "run":
-            overrides: dict[str, Any] = {
-                "scenario": args.scenario,
-                "approval_mode": args.approval,
-                "decision_timeframe": args.decision_timeframe,
-                "as_of": args.as_of,
-                "timeframes": args.timeframes.split(",") if args.timeframes else None,
-            }
-            emit(args, await runs.start(make_request(settings, args.symbol, **overrides), thread_id=args.thread_id))
-        elif args.command in ("approve", "reject"):
-            action = "reject" if args.command == "reject" else ("modify" if getattr(args, "quantity", None) else "approve")
-            response = ApprovalResponse(action=action, by=args.by, reason=args.reason, quantity=getattr(args, "quantity", None))
-            emit(args, await runs.resume(args.thread_id, response))
-        elif args.command == "history":
-            infos = await runs.history(args.thread_id)
-            print(json.dumps([i.model_dump() for i in infos], indent=2) if args.json else render_history(args.thread_id, infos))
-        elif args.command == "replay":
-            emit(args, await runs.replay(args.thread_id, args.checkpoint))
+    async with open_storage(settings) as storage:
+        runs = Lifecycles(settings, storage)
+        try:
+            return await _dispatch(args, runs)
+        finally:
+            await runs.hub.aclose()
+
+
+async def _dispatch(args: argparse.Namespace, runs: Lifecycles) -> int:
+    settings = runs.settings
+    if args.command == "run":
+        overrides: dict[str, Any] = {
+            "source": args.source,
+            "exchange": args.exchange,
+            # Absolute, so a later approve or replay from another directory finds the same files.
+            "data_dir": str(Path(args.data_dir).resolve()) if args.data_dir else None,
+            "scenario": args.scenario,
+            "approval_mode": args.approval,
+            "decision_timeframe": args.decision_timeframe,
+            "as_of": args.as_of,
+            "timeframes": args.timeframes.split(",") if args.timeframes else None,
+        }
+        emit(args, await runs.start(make_request(settings, args.symbol, **overrides), thread_id=args.thread_id))
+    elif args.command in ("approve", "reject"):
+        action = "reject" if args.command == "reject" else ("modify" if getattr(args, "quantity", None) else "approve")
+        response = ApprovalResponse(action=action, by=args.by, reason=args.reason, quantity=getattr(args, "quantity", None))
+        emit(args, await runs.resume(args.thread_id, response))
+    elif args.command == "history":
+        infos = await runs.history(args.thread_id)
+        print(json.dumps([i.model_dump() for i in infos], indent=2) if args.json else render_history(args.thread_id, infos))
+    elif args.command == "replay":
+        emit(args, await runs.replay(args.thread_id, args.checkpoint))
     return EXIT_OK
 
 
@@ -98,7 +115,7 @@ def run_command(action: Callable[[], Awaitable[int]]) -> int:
     except (RunNotFound, NotPending) as error:
         print(f"aitrader: {error}", file=sys.stderr)
         return EXIT_STATE
-    except CheckpointStoreUnavailable as error:
+    except (StorageUnavailable, MarketDataError) as error:
         print(f"aitrader: {error}", file=sys.stderr)
         return EXIT_INFRA
 

@@ -7,18 +7,18 @@ so a run behaves the same whichever surface started it.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 from pydantic import BaseModel
 
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
 from state.sections import ApprovalResponse, DecisionSection, RunRequest
-from tools.context import Services, build_services
-from tools.timeframes import floor_time, period
+from tools.context import ServiceHub, Services
+from tools.llm import make_chat_model
+from tools.storage import Storage
+from tools.timeframes import period
 
 
 class RunNotFound(LookupError):
@@ -76,9 +76,11 @@ def new_thread_id(symbol: str) -> str:
 
 
 def make_request(settings: Settings, symbol: str, **overrides: Any) -> RunRequest:
-    """A validated request with the settings' defaults; the clock is fixed now so a replay sees the same moment."""
+    """A validated request with the settings' defaults (the clock is fixed when the run starts)."""
     fields: dict[str, Any] = {
         "symbol": symbol,
+        "source": settings.source,
+        "data_dir": str(settings.data_dir) if settings.data_dir else None,
         "exchange": settings.exchange,
         "timeframes": settings.timeframes,
         "decision_timeframe": settings.decision_timeframe,
@@ -90,16 +92,17 @@ def make_request(settings: Settings, symbol: str, **overrides: Any) -> RunReques
         if fields["decision_timeframe"] not in timeframes:
             # The default decision timeframe was not asked for: trade the middle one of those that were.
             fields["decision_timeframe"] = sorted(timeframes, key=period)[len(timeframes) // 2]
-    request = RunRequest.model_validate(fields)
-    if request.as_of is None:
-        request = request.model_copy(update={"as_of": floor_time(datetime.now(UTC), "1m")})
-    return request
+    if fields.get("data_dir") and "source" not in {k for k, v in overrides.items() if v is not None}:
+        fields["source"] = "files"  # a data directory means the files source unless told otherwise
+    return RunRequest.model_validate(fields)
 
 
 class Lifecycles:
-    def __init__(self, settings: Settings, checkpointer: BaseCheckpointSaver) -> None:
+    def __init__(self, settings: Settings, storage: Storage, hub: ServiceHub | None = None) -> None:
         self.settings = settings
-        self.graph = build_graph(checkpointer)
+        self.storage = storage
+        self.graph = build_graph(storage.checkpointer)
+        self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings))
 
     def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
         configurable = {"thread_id": thread_id}
@@ -109,10 +112,12 @@ class Lifecycles:
 
     def services_for(self, request: RunRequest) -> Services:
         # Runtime context is not checkpointed: every resume and replay builds it again, always with paper.
-        return build_services(self.settings, request)
+        return self.hub.for_request(request)
 
     async def start(self, request: RunRequest, *, thread_id: str | None = None, services: Services | None = None, durability: str = "async") -> RunOutcome:
         thread_id = thread_id or new_thread_id(request.symbol)
+        # The clock is fixed before the first node, so every replay of this thread sees the same moment.
+        request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
         await self.graph.ainvoke(
             {"request": request},
             self._config(thread_id),

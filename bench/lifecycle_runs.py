@@ -25,7 +25,7 @@ import psycopg
 from api.runs import Lifecycles, make_request, new_thread_id
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
-from tools.checkpoints import open_checkpointer
+from tools.storage import open_storage
 from tools.context import build_services
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
@@ -67,26 +67,27 @@ async def time_runs(settings: Settings, runs: int, scenario: str, durability: st
         )
         return (time.perf_counter() - started) * 1000
 
-    async def body(saver) -> dict[str, float]:
-        runner = Lifecycles(settings, saver) if saver else None
+    async def body(storage) -> dict[str, float]:
+        runner = Lifecycles(settings, storage) if storage else None
         graph = runner.graph if runner else build_graph()
         samples, threads = [], []
         for i in range(runs + 3):
             request = make_request(settings, f"BENCH{i % 50}/USDT", scenario=scenario, as_of=CLOCK)
             thread_id = new_thread_id(request.symbol)
-            elapsed = await timed(graph, request, thread_id, build_services(settings, request))
+            services = runner.services_for(request) if runner else build_services(settings, request)
+            elapsed = await timed(graph, request, thread_id, services)
             if i >= 3:  # the first runs pay imports and TA-Lib warm-up
                 samples.append(elapsed)
                 threads.append(thread_id)
         result = {"median_ms": statistics.median(samples), "p95_ms": percentile(samples, 0.95)}
-        if saver:
+        if storage:
             result["checkpoint_bytes_per_run"] = await checkpoint_bytes(settings, threads) / len(threads)
         return result
 
     if not saver_wanted:
         return await body(None)
-    async with open_checkpointer(settings) as saver:
-        return await body(saver)
+    async with open_storage(settings) as storage:
+        return await body(storage)
 
 
 async def main() -> None:

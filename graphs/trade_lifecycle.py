@@ -1,6 +1,6 @@
 """The per-symbol trade lifecycle, wired from the nodes. Wiring only: no logic lives here.
 
-sanity → market_data → data_quality → {regime, structure} → {support_resistance, fibonacci}
+sanity → market_data → data_quality → {regime, structure, alt_data} → {support_resistance, fibonacci}
 → confluence → strategy ×N (Send) → aggregate → verify → risk → approval → execute → audit
 
 Every gate that writes a decision (HOLD / REJECT) sends the run straight to audit.
@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Send
 
 from nodes.aggregate import aggregate
+from nodes.alt_data import alt_data
 from nodes.approval import approval
 from nodes.audit import audit
 from nodes.confluence import confluence
@@ -36,7 +37,7 @@ from state import AnalysisState
 from state.sections import FeaturesSection
 from tools.context import Services
 
-FEATURE_NODES = ["regime", "structure"]
+FEATURE_NODES = ["regime", "structure", "alt_data"]
 LEVEL_NODES = ["support_resistance", "fibonacci"]
 RECURSION_LIMIT = 64
 
@@ -70,6 +71,7 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None, **compile_optio
         ("data_quality", data_quality),
         ("regime", regime),
         ("structure", structure),
+        ("alt_data", alt_data),
         ("support_resistance", support_resistance),
         ("fibonacci", fibonacci),
         ("confluence", confluence),

@@ -41,14 +41,20 @@ def event(
 
 
 def end_run(
-    node: str, action: str, reason: str, as_of: datetime, kind: EventType = "ANALYSIS_UPDATE", **sections: Any
+    node: str,
+    action: str,
+    reason: str,
+    as_of: datetime,
+    kind: EventType = "ANALYSIS_UPDATE",
+    detail: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> dict[str, Any]:
     """A partial update that ends the run here with a reasoned HOLD or REJECT."""
     decision = DecisionSection(as_of=as_of, produced_by=node, action=action, stage=node, reason=reason)
     return {
         **sections,
         "decision": decision,
-        "audit": [event(node, kind, action, as_of, {"reason": reason})],
+        "audit": [event(node, kind, action, as_of, {"reason": reason, **(detail or {})})],
     }
 
 

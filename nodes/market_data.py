@@ -1,4 +1,9 @@
-"""L1 market data: load every configured timeframe's candles up to the run's clock."""
+"""L1 market data: every configured timeframe's candles up to the run's clock.
+
+A timeframe that cannot support its indicators (too little history, or not
+obtainable) is dropped from the run with the reason; the run holds only when
+the decision timeframe itself is lost.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +16,47 @@ from nodes.common import end_run, event, services
 from state import AnalysisState
 from state.sections import CandleSummary, MarketSection
 from tools.context import Services
-from tools.market_data import MarketDataError
+from tools.frames import IndicatorFrame
+from tools.indicators import MIN_CANDLES
+from tools.market_data import MarketDataError, UnknownSymbol
 
 NODE = "market_data"
+
+
+def summarize(item: IndicatorFrame) -> CandleSummary:
+    frame = item.frame
+    return CandleSummary(
+        count=len(frame),
+        first=frame.index[0].to_pydatetime(),
+        last=frame.index[-1].to_pydatetime(),
+        last_close=float(frame["close"].iloc[-1]),
+    )
 
 
 async def market_data(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request = state["request"]
     clock = state["sanity"].as_of
     frames = services(runtime, request).frames
-    try:
-        loaded = await asyncio.gather(
-            *(frames.get(request.symbol, tf, clock) for tf in request.timeframes)
-        )
-    except MarketDataError as error:
-        return end_run(NODE, "HOLD", f"market data unavailable: {error}", clock, kind="MARKET_DATA")
+    results = await asyncio.gather(
+        *(frames.get(request.symbol, tf, clock) for tf in request.timeframes), return_exceptions=True
+    )
     summaries: dict[str, CandleSummary] = {}
-    for item in loaded:
-        frame = item.frame
-        if frame.empty:
-            return end_run(NODE, "HOLD", f"no {item.timeframe} candles up to {clock}", clock, kind="MARKET_DATA")
-        summaries[item.timeframe] = CandleSummary(
-            count=len(frame),
-            first=frame.index[0].to_pydatetime(),
-            last=frame.index[-1].to_pydatetime(),
-            last_close=float(frame["close"].iloc[-1]),
-        )
-    smallest = request.timeframes[0]
+    dropped: dict[str, str] = {}
+    for timeframe, result in zip(request.timeframes, results, strict=True):
+        if isinstance(result, UnknownSymbol):
+            return end_run(NODE, "REJECT", str(result), clock, kind="MARKET_DATA")
+        if isinstance(result, MarketDataError):
+            dropped[timeframe] = str(result)
+        elif isinstance(result, BaseException):  # fail closed, and say what broke
+            reason = f"could not load {timeframe} candles: {type(result).__name__}: {result}"
+            return end_run(NODE, "HOLD", reason, clock, kind="MARKET_DATA")
+        elif len(result.frame) < MIN_CANDLES:
+            dropped[timeframe] = f"{len(result.frame)} candles up to {clock:%Y-%m-%d %H:%M}, indicators need {MIN_CANDLES}"
+        else:
+            summaries[timeframe] = summarize(result)
+    if request.decision_timeframe in dropped:
+        reason = f"decision timeframe {request.decision_timeframe} unusable: {dropped[request.decision_timeframe]}"
+        return end_run(NODE, "HOLD", reason, clock, kind="MARKET_DATA", detail={"dropped": dropped})
     section = MarketSection(
         as_of=clock,
         produced_by=NODE,
@@ -46,7 +65,8 @@ async def market_data(state: AnalysisState, runtime: Runtime[Services]) -> dict[
         source=frames.source_name,
         scenario=request.scenario,
         timeframes=summaries,
-        last_price=summaries[smallest].last_close,
+        dropped=dropped,
+        last_price=summaries[next(iter(summaries))].last_close,
     )
-    detail = {tf: s.count for tf, s in summaries.items()}
+    detail = {"candles": {tf: s.count for tf, s in summaries.items()}, "dropped": dropped}
     return {"market": section, "audit": [event(NODE, "MARKET_DATA", "LOADED", clock, detail)]}

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from state.settings import KNOWN_TIMEFRAMES, ApprovalMode
+from state.settings import KNOWN_TIMEFRAMES, ApprovalMode, DataSource
 
 SCHEMA_VERSION = 1
 
@@ -63,8 +63,9 @@ class RunRequest(Model):
     """What the caller asked for: the run's input, validated at the boundary."""
 
     symbol: str
-    source: Literal["builtin"] = "builtin"
+    source: DataSource = "builtin"
     scenario: str | None = None
+    data_dir: str | None = None
     exchange: str = "binance"
     timeframes: list[str]
     decision_timeframe: str
@@ -88,15 +89,30 @@ class RunRequest(Model):
         return sorted(set(value), key=KNOWN_TIMEFRAMES.index)
 
     @model_validator(mode="after")
-    def _decision_timeframe_configured(self) -> RunRequest:
+    def _coherent(self) -> RunRequest:
         if self.decision_timeframe not in self.timeframes:
             raise ValueError(f"decision timeframe {self.decision_timeframe} is not among {self.timeframes}")
+        if self.source == "files" and not self.data_dir:
+            raise ValueError("the files source needs a data directory")
+        if self.scenario is not None and self.source != "builtin":
+            raise ValueError("a scenario only exists for the built-in source")
         return self
 
 
 class SanitySection(Section):
     passed: bool
     checks: list[Check]
+
+
+class SanityVerdict(Model):
+    """The LLM's structured answer; advisory, and only ever able to make the verdict stricter."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    tradable: bool
+    category: Literal["ok", "leveraged_token", "derivative", "stablecoin_pair", "suspicious", "other"]
+    reason: str = Field(max_length=500)
+    confidence: float = Field(ge=0.0, le=1.0)
 
 
 class CandleSummary(Model):
@@ -112,6 +128,7 @@ class MarketSection(Section):
     source: str
     scenario: str | None
     timeframes: dict[str, CandleSummary]
+    dropped: dict[str, str] = {}
     last_price: float
 
 
@@ -146,11 +163,21 @@ class StructureReport(Section):
     by_timeframe: dict[str, TimeframeStructure]
 
 
+class AlternativeDataReport(Section):
+    """Sentiment / on-chain inputs; `available=False` says none were configured, rather than inventing any."""
+
+    available: bool
+    providers: list[str]
+    values: dict[str, float] = {}
+    note: str = ""
+
+
 class FeaturesSection(Model):
     """Written by the parallel L2 nodes, each owning one field."""
 
     regime: RegimeReport | None = None
     structure: StructureReport | None = None
+    alternative: AlternativeDataReport | None = None
 
 
 class PriceLevel(Model):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ApprovalMode = Literal["observe", "threshold", "always"]
+DataSource = Literal["builtin", "files", "ccxt"]
 DEFAULT_TIMEFRAMES = ["5m", "15m", "1h", "4h", "1d", "1w"]
 # Kept here rather than imported from tools: state may import pydantic only.
 KNOWN_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
@@ -25,6 +26,9 @@ class Settings(BaseSettings):
     )
     home: Path = Field(default=Path("~/.aitrader"), description="Local data directory.")
     exchange: str = "binance"
+    source: DataSource = Field(default="builtin", description="Where candles come from when a run does not say.")
+    data_dir: Path | None = Field(default=None, description="freqtrade / Binance files for the `files` source.")
+    exchange_api_url: str | None = Field(default=None, description="Base URL replacing the exchange's API (proxy, mirror).")
     timeframes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_TIMEFRAMES))
     decision_timeframe: str = Field(default="1h", description="Timeframe the strategies trade on.")
     approval_mode: ApprovalMode = "observe"
@@ -38,7 +42,19 @@ class Settings(BaseSettings):
     candle_limit: int = Field(default=300, ge=60, le=5000)
     llm_model: str = "phi3:mini"
     llm_base_url: str = "http://127.0.0.1:11434"
+    llm_enabled: bool = True
+    llm_timeout_seconds: float = Field(default=20.0, gt=0)
+    sanity_cache_seconds: float = Field(default=3600.0, ge=0, description="How long a symbol's LLM sanity verdict is reused.")
+    min_quote_volume: float = Field(default=1_000_000.0, ge=0, description="Minimum 24h quote volume for a tradable market.")
+    alt_data_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_token: SecretStr | None = None
+
+    @field_validator("alt_data_providers", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("timeframes", mode="before")
     @classmethod

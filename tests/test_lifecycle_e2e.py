@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from api.runs import Lifecycles, NotPending, make_request
 from state import Settings
 from state.sections import ApprovalResponse
-from tools.checkpoints import open_checkpointer
+from tools.storage import open_storage
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
 
@@ -24,8 +24,8 @@ def request_for(settings: Settings, scenario: str, approval: str = "observe", sy
 
 
 async def test_uptrend_reaches_a_filled_long_and_range_holds(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         up = await runs.start(request_for(backend_settings, "uptrend"))
         flat = await runs.start(request_for(backend_settings, "range"))
     assert up.decision.action == "BUY", up.decision.reason
@@ -42,8 +42,8 @@ async def test_uptrend_reaches_a_filled_long_and_range_holds(backend_settings: S
 
 
 async def test_parallel_sections_all_survive_the_merge(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        outcome = await Lifecycles(backend_settings, saver).start(request_for(backend_settings, "uptrend"))
+    async with open_storage(backend_settings) as storage:
+        outcome = await Lifecycles(backend_settings, storage).start(request_for(backend_settings, "uptrend"))
     features, levels = outcome.values["features"], outcome.values["levels"]
     assert features.regime is not None and features.structure is not None
     assert levels.support_resistance is not None and levels.fibonacci is not None and levels.confluence is not None
@@ -55,8 +55,8 @@ async def test_parallel_sections_all_survive_the_merge(backend_settings: Setting
 
 @pytest.mark.parametrize("answer", ["approve", "reject", "modify"])
 async def test_approval_pauses_then_resumes(backend_settings: Settings, answer: str) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         paused = await runs.start(request_for(backend_settings, "uptrend", approval="always"))
         assert paused.decision is None and paused.pending is not None
         proposal = paused.pending.proposal
@@ -78,12 +78,12 @@ async def test_approval_pauses_then_resumes(backend_settings: Settings, answer: 
 
 
 async def test_resume_survives_a_new_saver_on_the_same_database(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        paused = await Lifecycles(backend_settings, saver).start(request_for(backend_settings, "uptrend", approval="always"))
+    async with open_storage(backend_settings) as storage:
+        paused = await Lifecycles(backend_settings, storage).start(request_for(backend_settings, "uptrend", approval="always"))
     assert paused.pending is not None
     # Everything in memory is gone: a new saver, a new graph, the same database.
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         reloaded = await runs.outcome(paused.thread_id)
         assert reloaded.pending.interrupt_id == paused.pending.interrupt_id
         done = await runs.resume(paused.thread_id, ApprovalResponse(action="approve", by="bob"))
@@ -93,8 +93,8 @@ async def test_resume_survives_a_new_saver_on_the_same_database(backend_settings
 
 
 async def test_bad_resume_payload_leaves_the_run_paused(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         paused = await runs.start(request_for(backend_settings, "uptrend", approval="always"))
         from langgraph.types import Command
 
@@ -111,8 +111,8 @@ async def test_bad_resume_payload_leaves_the_run_paused(backend_settings: Settin
 
 
 async def test_replay_from_a_past_checkpoint_reproduces_the_decision(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         original = await runs.start(request_for(backend_settings, "uptrend"))
         history = await runs.history(original.thread_id)
         assert history[0].step > history[-1].step  # newest first
@@ -130,15 +130,15 @@ async def test_malformed_symbol_is_refused_at_the_boundary_and_in_the_graph(back
     with pytest.raises(ValidationError, match="malformed symbol"):
         make_request(backend_settings, "BTC-USDT!!")
     # A caller that skips the boundary (Studio, a raw invoke) still gets a reasoned REJECT, not a crash.
-    async with open_checkpointer(backend_settings) as saver:
-        runs = Lifecycles(backend_settings, saver)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
         await runs.graph.ainvoke({"request": {"symbol": "nonsense"}}, {"configurable": {"thread_id": "bad-1"}})
         outcome = await runs.outcome("bad-1")
     assert outcome.decision.action == "REJECT" and "invalid request" in outcome.decision.reason
 
 
 async def test_leveraged_token_is_rejected_by_sanity(backend_settings: Settings) -> None:
-    async with open_checkpointer(backend_settings) as saver:
-        outcome = await Lifecycles(backend_settings, saver).start(request_for(backend_settings, "uptrend", symbol="BTCUP/USDT"))
+    async with open_storage(backend_settings) as storage:
+        outcome = await Lifecycles(backend_settings, storage).start(request_for(backend_settings, "uptrend", symbol="BTCUP/USDT"))
     assert outcome.decision.action == "REJECT" and outcome.decision.stage == "sanity"
     assert "market" not in outcome.values

@@ -74,6 +74,8 @@ class FrameCache:
         if missing:
             raise MarketDataError(f"{self._source.name} returned candles without {missing}")
         candles, repairs = normalize(raw[OHLCV_COLUMNS].astype(float))
+        # A store-backed source repairs at ingest and reports it here, so the audit still sees it.
+        repairs = list(raw.attrs.get("repairs", [])) + repairs
         return IndicatorFrame(timeframe=timeframe, frame=enrich(candles), repairs=repairs)
 
     def _evict(self) -> None:

@@ -20,14 +20,19 @@ BB_LENGTH = 20
 MIN_CANDLES = 100
 
 
+def _or_nan(values: pd.Series | None) -> pd.Series | float:
+    # pandas-ta answers None, not NaNs, when the series is shorter than the indicator's length.
+    return np.nan if values is None else values
+
+
 def enrich(candles: pd.DataFrame) -> pd.DataFrame:
     """Candles with ema_fast, ema_slow, rsi, atr, adx, bb_lower/mid/upper, bb_width columns."""
     frame = candles.copy()
     close, high, low = frame["close"], frame["high"], frame["low"]
-    frame["ema_fast"] = ta.ema(close, length=EMA_FAST)
-    frame["ema_slow"] = ta.ema(close, length=EMA_SLOW)
-    frame["rsi"] = ta.rsi(close, length=RSI_LENGTH)
-    frame["atr"] = ta.atr(high, low, close, length=ATR_LENGTH)
+    frame["ema_fast"] = _or_nan(ta.ema(close, length=EMA_FAST))
+    frame["ema_slow"] = _or_nan(ta.ema(close, length=EMA_SLOW))
+    frame["rsi"] = _or_nan(ta.rsi(close, length=RSI_LENGTH))
+    frame["atr"] = _or_nan(ta.atr(high, low, close, length=ATR_LENGTH))
     adx = ta.adx(high, low, close, length=ADX_LENGTH)
     frame["adx"] = adx[f"ADX_{ADX_LENGTH}"] if adx is not None else np.nan
     bands = ta.bbands(close, length=BB_LENGTH, std=2.0)

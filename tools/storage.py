@@ -1,18 +1,31 @@
-"""The checkpointer a run uses: Postgres when a URL is configured, else an embedded SQLite file."""
+"""The run's database: LangGraph checkpoints and the candle store, side by side.
+
+PostgreSQL when a URL is configured, else an embedded SQLite file in the data
+directory. Both hold the same things, so a user can start embedded and move
+to Postgres without the product changing behaviour.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from state import Settings, serializable_models
+from tools.candle_store import CandleStore, PostgresCandleStore, SqliteCandleStore
 
 
-class CheckpointStoreUnavailable(RuntimeError):
-    """The configured checkpoint database cannot be opened."""
+class StorageUnavailable(RuntimeError):
+    """The configured database cannot be opened."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    checkpointer: BaseCheckpointSaver
+    candles: CandleStore
 
 
 def checkpoint_serializer() -> JsonPlusSerializer:
@@ -21,17 +34,14 @@ def checkpoint_serializer() -> JsonPlusSerializer:
 
 
 @asynccontextmanager
-async def open_checkpointer(settings: Settings) -> AsyncIterator[BaseCheckpointSaver]:
-    if settings.database_url:
-        async with _postgres(settings.database_url) as saver:
-            yield saver
-    else:
-        async with _sqlite(settings) as saver:
-            yield saver
+async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
+    opener = _postgres(settings.database_url) if settings.database_url else _sqlite(settings)
+    async with opener as storage:
+        yield storage
 
 
 @asynccontextmanager
-async def _sqlite(settings: Settings) -> AsyncIterator[BaseCheckpointSaver]:
+async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -39,20 +49,23 @@ async def _sqlite(settings: Settings) -> AsyncIterator[BaseCheckpointSaver]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path)
-    except (OSError, aiosqlite.Error) as error:
-        raise CheckpointStoreUnavailable(f"cannot open the SQLite checkpoint file {path}: {error}") from error
-    try:
-        # WAL lets a reader (the API, `aitrader history`) look while a run writes.
+        # WAL lets another process (the API, `aitrader history`) read while a run writes.
         await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA busy_timeout=10000")
+    except (OSError, aiosqlite.Error) as error:
+        raise StorageUnavailable(f"cannot open the SQLite database {path}: {error}") from error
+    try:
         saver = AsyncSqliteSaver(connection, serde=checkpoint_serializer())
         await saver.setup()
-        yield saver
+        candles = SqliteCandleStore(connection, saver.lock)
+        await candles.setup()
+        yield Storage(checkpointer=saver, candles=candles)
     finally:
         await connection.close()
 
 
 @asynccontextmanager
-async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
+async def _postgres(url: str) -> AsyncIterator[Storage]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from psycopg import OperationalError
     from psycopg.rows import dict_row
@@ -69,11 +82,13 @@ async def _postgres(url: str) -> AsyncIterator[BaseCheckpointSaver]:
         await pool.open(wait=True, timeout=10)
     except (OperationalError, PoolTimeout) as error:
         await pool.close()
-        raise CheckpointStoreUnavailable(f"cannot reach PostgreSQL at {_redact(url)}: {error}") from error
+        raise StorageUnavailable(f"cannot reach PostgreSQL at {_redact(url)}: {error}") from error
     try:
         saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())
         await saver.setup()
-        yield saver
+        candles = PostgresCandleStore(pool)
+        await candles.setup()
+        yield Storage(checkpointer=saver, candles=candles)
     finally:
         await pool.close()
 
