@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api import data_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -53,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     history.add_argument("thread_id")
     history.add_argument("--json", action="store_true")
 
+    data_cli.add_parser(sub)
+
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
     replay.add_argument("--checkpoint", required=True, help="checkpoint id from `aitrader history`")
@@ -69,6 +72,10 @@ def emit(args: argparse.Namespace, outcome: RunOutcome) -> None:
 
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     async with open_storage(settings) as storage:
+        if args.command == "data":
+            action = data_cli.download if args.data_command == "download" else data_cli.import_files
+            print(data_cli.render(await action(args, settings, storage)))
+            return EXIT_OK
         runs = Lifecycles(settings, storage)
         try:
             return await _dispatch(args, runs)

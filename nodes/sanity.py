@@ -65,6 +65,8 @@ def judge(verdict: SanityVerdict, rules: list[Check]) -> Check:
     said = f"{verdict.category} ({verdict.confidence:.2f}): {verdict.reason}"
     if verdict.tradable:
         return Check(name="llm_verdict", passed=True, detail=said)
+    if verdict.category == "ok":  # "not tradable, nothing wrong" contradicts itself: no veto on that
+        return Check(name="llm_verdict", passed=None, detail=f"ignored, the answer contradicts itself: {said}")
     if verdict.category in RULE_CHECKED_CLAIMS and not failed_checks(rules):
         return Check(name="llm_verdict", passed=None, detail=f"overruled, the rules contradict it: {said}")
     if verdict.confidence >= VETO_CONFIDENCE:
@@ -76,12 +78,17 @@ async def llm_check(request: RunRequest, info: MarketInfo | None, rules: list[Ch
     model = context.llm
     if model is None:
         return Check(name="llm_verdict", passed=None, detail="LLM disabled: rules decided"), {}
-    key = ("sanity", request.symbol, model_name(model))
+    name = model_name(model)
+    # A model that just failed is left alone for every symbol, not asked once per symbol of a scan.
+    down = context.verdicts.get(("llm-down", name))
+    if down is not None:
+        return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({down}): rules decided"), {"model": name, "cached": True}
+    # The verdict depends on the facts given, so the source and exchange are part of the key.
+    key = ("sanity", request.symbol, name, request.source, request.exchange)
     cached = context.verdicts.get(key)
-    if isinstance(cached, str):
-        return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({cached}): rules decided"), {"cached": True}
-    if isinstance(cached, SanityVerdict):
-        return judge(cached, rules), {"cached": True}
+    if cached is not None:
+        verdict, call = cached
+        return judge(verdict, rules), {**call, "cached": True}
     prompt = load_prompt("sanity")
     base, quote = request.symbol.split(":")[0].split("/")
     facts = info.model_dump_json() if info else "none (offline data source)"
@@ -90,9 +97,9 @@ async def llm_check(request: RunRequest, info: MarketInfo | None, rules: list[Ch
     try:
         verdict, call = await ask_structured(model, messages, SanityVerdict, timeout=settings.llm_timeout_seconds, prompt_version=prompt.version)
     except LlmFailure as failure:
-        context.verdicts.put(key, str(failure), LLM_BACKOFF_SECONDS)
+        context.verdicts.put(("llm-down", name), str(failure), LLM_BACKOFF_SECONDS)
         return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({failure}): rules decided"), failure.call.model_dump()
-    context.verdicts.put(key, verdict, settings.sanity_cache_seconds)
+    context.verdicts.put(key, (verdict, call.model_dump()), settings.sanity_cache_seconds)
     return judge(verdict, rules), call.model_dump()
 
 

@@ -1,8 +1,8 @@
 """Shared fixtures: isolated settings, and a fresh database on the real PostgreSQL server.
 
 Postgres tests run against the server at 127.0.0.1:5432 (override with
-AITRADER_TEST_POSTGRES_ADMIN_URL). Each session creates its own database and
-drops it afterwards. In CI (CI=true) an unreachable server fails the tests;
+AITRADER_TEST_POSTGRES_ADMIN_URL). Each test gets a database of its own,
+dropped afterwards, so no test sees another's candles or threads. In CI (CI=true) an unreachable server fails the tests;
 elsewhere they are skipped with the reason.
 """
 
@@ -26,7 +26,7 @@ def _with_database(url: str, database: str) -> str:
     return url.rsplit("/", 1)[0] + "/" + database
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
     database = f"aitrader_test_{uuid.uuid4().hex[:10]}"
     try:

@@ -140,7 +140,10 @@ class CcxtSource:
             raise MarketDataError(f"{self.name} has no {timeframe} candles; it offers {', '.join(offered)}")
 
     # --- MarketDataSource ----------------------------------------------------------
-    async def fetch_since(self, symbol: str, timeframe: str, *, since: datetime, until: datetime) -> pd.DataFrame:
+    async def fetch_since(
+        self, symbol: str, timeframe: str, *, since: datetime, until: datetime, on_page: Callable[[int], None] | None = None
+    ) -> pd.DataFrame:
+        """`on_page(n)` is told how many new candles each page brought (long downloads show progress)."""
         self._check_timeframe(timeframe)
         await self._market(symbol)  # validate before any candle request
         step = int(period(timeframe).total_seconds() * 1000)
@@ -164,9 +167,10 @@ class CcxtSource:
             fresh = [row for row in page if row[0] >= cursor and row[0] not in rows]
             if not fresh:
                 break  # the exchange has nothing newer: listing gap or end of its history
-            for row in fresh:
-                if start <= row[0] <= last_open:  # drops the still-forming candle
-                    rows[row[0]] = row
+            kept = [row for row in fresh if start <= row[0] <= last_open]  # drops the still-forming candle
+            rows.update((row[0], row) for row in kept)
+            if on_page is not None:
+                on_page(len(kept))
             cursor = max(row[0] for row in fresh) + step
         return self._frame([rows[t] for t in sorted(rows)])
 

@@ -17,6 +17,22 @@ from tools.quality import normalize
 from tools.timeframes import last_closed_open_time, period
 
 
+def missing_ranges(
+    bounds: tuple[datetime, datetime] | None, first_needed: datetime, until: datetime, timeframe: str
+) -> list[tuple[datetime, datetime]]:
+    """(since, until) windows the store lacks for candles from `first_needed` up to those closed at `until`."""
+    step = period(timeframe)
+    if bounds is None:
+        return [(first_needed, until)]
+    oldest, newest = bounds
+    ranges = []
+    if first_needed < oldest:
+        ranges.append((first_needed, oldest))
+    if newest + 2 * step <= until:  # a candle newer than the stored ones has closed
+        ranges.append((newest + step, until))
+    return ranges
+
+
 class StoredSource:
     def __init__(self, source: MarketDataSource, store: CandleStore, exchange: str) -> None:
         self.inner = source
@@ -28,19 +44,13 @@ class StoredSource:
 
     async def sync(self, symbol: str, timeframe: str, *, until: datetime, limit: int) -> list[str]:
         """Fetch the candles the store lacks for this window; the repairs made on the way in."""
-        step = period(timeframe)
-        first_needed = last_closed_open_time(until, timeframe) - (limit - 1) * step
+        first_needed = last_closed_open_time(until, timeframe) - (limit - 1) * period(timeframe)
         bounds = await self._store.bounds(self._exchange, symbol, timeframe)
-        ranges: list[tuple[datetime, datetime]] = []
-        if bounds is None:
-            ranges.append((first_needed, until))
-        else:
-            oldest, newest = bounds
-            if first_needed < oldest and (symbol, timeframe, first_needed) not in self._backfilled:
-                self._backfilled.add((symbol, timeframe, first_needed))
-                ranges.append((first_needed, oldest))
-            if newest + 2 * step <= until:  # a candle newer than the stored ones has closed
-                ranges.append((newest + step, until))
+        ranges = missing_ranges(bounds, first_needed, until, timeframe)
+        if bounds is not None and ranges and ranges[0][0] == first_needed:
+            if (symbol, timeframe, first_needed) in self._backfilled:
+                ranges = ranges[1:]
+            self._backfilled.add((symbol, timeframe, first_needed))
         repairs: list[str] = []
         for since, end in ranges:
             fetched = await self.inner.fetch_since(symbol, timeframe, since=since, until=end)
