@@ -101,7 +101,7 @@ class Lifecycles:
     def __init__(self, settings: Settings, storage: Storage, hub: ServiceHub | None = None) -> None:
         self.settings = settings
         self.storage = storage
-        self.graph = build_graph(storage.checkpointer)
+        self.graph = build_graph(storage.checkpointer, storage.store)
         self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings))
 
     def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:

@@ -90,6 +90,37 @@ async def time_runs(settings: Settings, runs: int, scenario: str, durability: st
         return await body(storage)
 
 
+LAYERS = {
+    "L1 ingestion": {"sanity", "market_data", "data_quality"},
+    "L2 features": {"regime", "structure", "key_levels", "volume", "alt_data"},
+    "L3 levels": {"support_resistance", "fibonacci", "anchored_vwap", "confluence"},
+    "L4 strategies": {"strategy"},
+    "L5-L9 decide+act": {"aggregate", "verify", "risk", "approval", "execute", "audit"},
+}
+
+
+async def layer_times(settings: Settings, runs: int, scenario: str) -> dict[str, float]:
+    """Mean wall milliseconds per layer: from its first task's start to its last task's result.
+
+    Layers run one after another, and the nodes inside one run side by side, so
+    the spans add up to the run's time without counting parallel work twice.
+    """
+    graph = build_graph()
+    totals: dict[str, float] = {layer: 0.0 for layer in LAYERS}
+    for i in range(runs + 3):
+        request = make_request(settings, f"LAYER{i}/USDT", scenario=scenario, as_of=CLOCK)
+        spans: dict[str, list[datetime]] = {}
+        async for item in graph.astream({"request": request}, context=build_services(settings, request), stream_mode="debug"):
+            name = item["payload"].get("name")
+            layer = next((layer for layer, names in LAYERS.items() if name in names), None)
+            if layer and item["type"] in ("task", "task_result"):
+                spans.setdefault(layer, []).append(datetime.fromisoformat(item["timestamp"]))
+        if i >= 3:  # the first runs pay imports and TA-Lib warm-up
+            for layer, stamps in spans.items():
+                totals[layer] += (max(stamps) - min(stamps)).total_seconds() * 1000
+    return {layer: total / runs for layer, total in totals.items()}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=40)
@@ -117,6 +148,10 @@ async def main() -> None:
                     f"{backend:<10} {mode or '-':<10} {figures['median_ms']:>10.1f} {figures['p95_ms']:>9.1f} "
                     f"{(f'{size:,.0f}' if size is not None else '-'):>15}"
                 )
+        if "none" in backends:
+            print("\nper layer, no saver, mean wall ms:")
+            for layer, ms in (await layer_times(Settings(_env_file=None, home=home), args.runs, args.scenario)).items():
+                print(f"  {layer:<18} {ms:6.1f} ms")
     finally:
         if "postgres" in backends:
             with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:

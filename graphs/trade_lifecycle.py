@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import Send
 
 from nodes.aggregate import aggregate
@@ -63,7 +64,9 @@ def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
     return [Send("strategy", {**task, "strategy": name}) for name in names]
 
 
-def build_graph(checkpointer: BaseCheckpointSaver | None = None, **compile_options: Any) -> CompiledStateGraph:
+def build_graph(
+    checkpointer: BaseCheckpointSaver | None = None, store: BaseStore | None = None, **compile_options: Any
+) -> CompiledStateGraph:
     builder = StateGraph(AnalysisState, context_schema=Services)
     for name, node in [
         ("sanity", sanity),
@@ -100,7 +103,7 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None, **compile_optio
     builder.add_conditional_edges("approval", unless_decided("execute"), ["execute", "audit"])
     builder.add_edge("execute", "audit")
     builder.add_edge("audit", END)
-    return builder.compile(checkpointer=checkpointer, name="trade_lifecycle", **compile_options)
+    return builder.compile(checkpointer=checkpointer, store=store, name="trade_lifecycle", **compile_options)
 
 
 

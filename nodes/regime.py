@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from nodes.common import event, services
 from state import AnalysisState
-from state.sections import FeaturesSection, Regime, RegimeReport, TimeframeRegime
+from state.sections import FeaturesSection, Regime, RegimeReport, RunRequest, TimeframeRegime
 from tools.context import Services
 from tools.frames import IndicatorFrame
 
@@ -43,6 +45,26 @@ def classify(loaded: IndicatorFrame) -> TimeframeRegime:
     )
 
 
+async def remember(store: BaseStore | None, request: RunRequest, as_of: datetime, primary: Regime) -> Regime | None:
+    """The symbol's regime at its previous run, and this run's regime kept for the next one.
+
+    A replay of the same moment sees the same "previous" as the original run; a
+    replay of an older moment neither sees nor overwrites newer memory.
+    """
+    if store is None:
+        return None
+    namespace, key = ("regime", request.source, request.exchange), request.symbol
+    item = await store.aget(namespace, key)
+    stored = item.value if item else None
+    if stored and stored["as_of"] == as_of.isoformat():
+        return stored["before"]
+    if stored and stored["as_of"] > as_of.isoformat():
+        return None
+    before = stored["primary"] if stored else None
+    await store.aput(namespace, key, {"primary": primary, "as_of": as_of.isoformat(), "before": before})
+    return before
+
+
 async def regime(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
@@ -50,11 +72,13 @@ async def regime(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, 
         tf: classify(await frames.get(request.symbol, tf, market.as_of)) for tf in market.timeframes
     }
     primary_tf = request.decision_timeframe if request.decision_timeframe in by_timeframe else next(iter(by_timeframe))
+    primary = by_timeframe[primary_tf].regime
+    previous = await remember(runtime.store, request, market.as_of, primary)
     report = RegimeReport(
-        as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe, primary=by_timeframe[primary_tf].regime
+        as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe, primary=primary, previous=previous
     )
     detail = {tf: r.regime for tf, r in by_timeframe.items()}
-    return {
-        "features": FeaturesSection(regime=report),
-        "audit": [event(NODE, "ANALYSIS_UPDATE", report.primary, market.as_of, detail)],
-    }
+    events = [event(NODE, "ANALYSIS_UPDATE", report.primary, market.as_of, detail)]
+    if previous is not None and previous != primary:
+        events.append(event(NODE, "REGIME_CHANGE", f"{previous} -> {primary}", market.as_of, {"timeframe": primary_tf}))
+    return {"features": FeaturesSection(regime=report), "audit": events}

@@ -7,6 +7,7 @@ from typing import Annotated, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
+from state import analysis, base
 from state import sections as s
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -57,6 +58,7 @@ def serializable_models() -> list[type[BaseModel]]:
     """Every model that may appear in a checkpoint, for the serializer's allowlist."""
     return [
         value
-        for value in vars(s).values()
-        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == s.__name__
+        for module in (base, analysis, s)
+        for value in vars(module).values()
+        if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__
     ]

@@ -12,39 +12,44 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from state.analysis import (  # noqa: F401  re-exported: one import path for every section
+    AlternativeDataReport,
+    AnchoredVwap,
+    AnchoredVwapReport,
+    ConfluenceReport,
+    ConfluenceZone,
+    FeaturesSection,
+    FibonacciReport,
+    KeyLevel,
+    KeyLevelsReport,
+    LevelsSection,
+    PriceLevel,
+    RegimeReport,
+    StructureReport,
+    SupportResistanceReport,
+    TimeframeRegime,
+    TimeframeStructure,
+    TimeframeVolume,
+    TimeframeVwaps,
+    VolumeProfile,
+    VolumeReport,
+    VwapProjection,
+    WeisWave,
+)
+from state.base import (  # noqa: F401  re-exported with the analysis sections
+    SCHEMA_VERSION,
+    Bias,
+    Direction,
+    EventType,
+    Model,
+    Regime,
+    Section,
+)
 from state.settings import KNOWN_TIMEFRAMES, ApprovalMode, DataSource
 
-SCHEMA_VERSION = 1
-
-Direction = Literal["LONG", "SHORT", "FLAT"]
-Regime = Literal["TRENDING_UP", "TRENDING_DOWN", "RANGING", "VOLATILE"]
-Bias = Literal["BULLISH", "BEARISH", "NEUTRAL"]
-EventType = Literal[
-    "SYS_COMMAND",
-    "MARKET_DATA",
-    "ANALYSIS_UPDATE",
-    "REGIME_CHANGE",
-    "STRATEGY_SIGNAL",
-    "SIGNAL",
-    "VERIFIED_SIG",
-    "APPROVED_ORD",
-    "ORDER_REQUEST",
-    "ORDER_FILLED",
-    "DECISION",
-]
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{2,10}(:[A-Z0-9]{2,10})?$")
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Section(Model):
-    as_of: datetime
-    produced_by: str
-    schema_version: int = SCHEMA_VERSION
 
 
 class Check(Model):
@@ -136,89 +141,6 @@ class QualitySection(Section):
     passed: bool
     checks: list[Check]
     repairs: list[str] = []
-
-
-class TimeframeRegime(Model):
-    regime: Regime
-    adx: float
-    atr_pct: float
-    bb_width_pct_rank: float
-    ema_slope_pct: float
-
-
-class RegimeReport(Section):
-    by_timeframe: dict[str, TimeframeRegime]
-    primary: Regime
-
-
-class TimeframeStructure(Model):
-    bias: Bias
-    sequence: list[str]
-    last_swing_high: float | None
-    last_swing_low: float | None
-    break_of_structure: Literal["UP", "DOWN"] | None
-
-
-class StructureReport(Section):
-    by_timeframe: dict[str, TimeframeStructure]
-
-
-class AlternativeDataReport(Section):
-    """Sentiment / on-chain inputs; `available=False` says none were configured, rather than inventing any."""
-
-    available: bool
-    providers: list[str]
-    values: dict[str, float] = {}
-    note: str = ""
-
-
-class FeaturesSection(Model):
-    """Written by the parallel L2 nodes, each owning one field."""
-
-    regime: RegimeReport | None = None
-    structure: StructureReport | None = None
-    alternative: AlternativeDataReport | None = None
-
-
-class PriceLevel(Model):
-    price: float
-    kind: str
-    strength: float = 1.0
-    timeframe: str
-
-
-class SupportResistanceReport(Section):
-    levels: list[PriceLevel]
-
-
-class FibonacciReport(Section):
-    timeframe: str
-    swing_low: float
-    swing_high: float
-    direction: Literal["UP", "DOWN"]
-    retracements: dict[str, float]
-    golden_pocket: tuple[float, float]
-    in_golden_pocket: bool
-
-
-class ConfluenceZone(Model):
-    low: float
-    high: float
-    score: float
-    contributors: list[str]
-
-
-class ConfluenceReport(Section):
-    tolerance: float
-    zones: list[ConfluenceZone]
-
-
-class LevelsSection(Model):
-    """Written by the parallel L3 nodes and then the confluence node."""
-
-    support_resistance: SupportResistanceReport | None = None
-    fibonacci: FibonacciReport | None = None
-    confluence: ConfluenceReport | None = None
 
 
 class Signal(Section):

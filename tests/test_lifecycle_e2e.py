@@ -142,3 +142,43 @@ async def test_leveraged_token_is_rejected_by_sanity(backend_settings: Settings)
         outcome = await Lifecycles(backend_settings, storage).start(request_for(backend_settings, "uptrend", symbol="BTCUP/USDT"))
     assert outcome.decision.action == "REJECT" and outcome.decision.stage == "sanity"
     assert "market" not in outcome.values
+
+
+async def test_regime_change_against_the_symbols_previous_run_is_audited(backend_settings: Settings) -> None:
+    """The previous regime lives in LangGraph's store (SQLite or Postgres), across threads."""
+    from datetime import timedelta
+
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
+        first = await runs.start(request_for(backend_settings, "uptrend", symbol="ADA/USDT"))
+        later = make_request(backend_settings, "ADA/USDT", scenario="downtrend", as_of=CLOCK + timedelta(hours=6))
+        second = await runs.start(later)
+        # Replaying the second run's moment sees the same "previous", not itself.
+        history = await runs.history(second.thread_id)
+        replayed = await runs.replay(second.thread_id, next(h for h in reversed(history) if h.next == ["market_data"]).checkpoint_id)
+    assert first.values["features"].regime.previous is None
+    assert not any(e.event == "REGIME_CHANGE" for e in first.values["audit"])
+    assert second.values["features"].regime.previous == "TRENDING_UP"
+    change = [e for e in second.values["audit"] if e.event == "REGIME_CHANGE"]
+    assert len(change) == 1 and change[0].verdict == "TRENDING_UP -> TRENDING_DOWN"
+    assert replayed.values["features"].regime.previous == "TRENDING_UP"
+
+
+async def test_alternative_data_slot_says_none_rather_than_inventing(backend_settings: Settings, monkeypatch) -> None:
+    from tools import alt_data
+
+    async with open_storage(backend_settings) as storage:
+        plain = await Lifecycles(backend_settings, storage).start(request_for(backend_settings, "range"))
+
+        class Funding:
+            name = "funding"
+
+            async def fetch(self, symbol: str, as_of: datetime) -> dict[str, float]:
+                return {"rate": 0.0001}
+
+        monkeypatch.setitem(alt_data.PROVIDERS, "funding", Funding())
+        settings = backend_settings.model_copy(update={"alt_data_providers": ["funding"]})
+        fed = await Lifecycles(settings, storage).start(request_for(settings, "range"))
+    none = plain.values["features"].alternative
+    assert none.available is False and none.values == {} and none.note == "no alternative data configured"
+    assert fed.values["features"].alternative.values == {"funding.rate": 0.0001}

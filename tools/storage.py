@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore
 
 from state import Settings, serializable_models
 from tools.candle_store import CandleStore, PostgresCandleStore, SqliteCandleStore
@@ -26,6 +27,8 @@ class StorageUnavailable(RuntimeError):
 class Storage:
     checkpointer: BaseCheckpointSaver
     candles: CandleStore
+    # LangGraph's long-term memory across threads (e.g. a symbol's regime at its previous run).
+    store: BaseStore
 
 
 def checkpoint_serializer() -> JsonPlusSerializer:
@@ -44,6 +47,7 @@ async def open_storage(settings: Settings) -> AsyncIterator[Storage]:
 async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
     import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     path = settings.sqlite_path
     try:
@@ -59,7 +63,10 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
         await saver.setup()
         candles = SqliteCandleStore(connection, saver.lock)
         await candles.setup()
-        yield Storage(checkpointer=saver, candles=candles)
+        store = AsyncSqliteStore(connection)
+        store.lock = saver.lock  # one connection, one lock: statements never interleave transactions
+        await store.setup()
+        yield Storage(checkpointer=saver, candles=candles, store=store)
     finally:
         await connection.close()
 
@@ -67,6 +74,7 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Storage]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg import OperationalError
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -88,7 +96,9 @@ async def _postgres(url: str) -> AsyncIterator[Storage]:
         await saver.setup()
         candles = PostgresCandleStore(pool)
         await candles.setup()
-        yield Storage(checkpointer=saver, candles=candles)
+        store = AsyncPostgresStore(pool)
+        await store.setup()
+        yield Storage(checkpointer=saver, candles=candles, store=store)
     finally:
         await pool.close()
 
