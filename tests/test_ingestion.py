@@ -196,3 +196,14 @@ async def test_unknown_symbol_in_a_data_directory_is_rejected_with_close_matches
         request = make_request(settings, "BTC/USDC", source="files", data_dir=str(tmp_path / "data"), timeframes=TIMEFRAMES, decision_timeframe="1h", as_of=END)
         outcome = await runs.start(request)
     assert outcome.decision.action == "REJECT" and "BTC/USDT" in outcome.decision.reason
+
+
+async def test_gaps_are_reported_with_count_and_largest_and_do_not_stop_the_run(make_settings, tmp_path: Path) -> None:
+    written = market_files(tmp_path / "data")
+    hourly = written["1h"]
+    holed = hourly.drop(hourly.index[[-100, -99, -98, -50]])  # a three-hour hole and a one-hour hole
+    write_freqtrade(tmp_path / "data", "BTC/USDT", "1h", holed)
+    outcome = await run_files(make_settings(), tmp_path / "data", timeframes=["15m", "1h"])
+    gaps = next(c for c in outcome.values["quality"].checks if c.name == "1h.gaps")
+    assert gaps.detail == "2 gaps, largest 0 days 04:00:00"
+    assert outcome.decision.stage != "data_quality"

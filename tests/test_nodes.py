@@ -143,3 +143,14 @@ def test_client_order_ids_are_stable_per_task_and_distinct_across_tasks() -> Non
     assert client_order_id("thread-1", "task-a") == client_order_id("thread-1", "task-a")
     assert client_order_id("thread-1", "task-a") != client_order_id("thread-1", "task-b")
     assert client_order_id("thread-2", "task-a") != client_order_id("thread-1", "task-a")
+
+
+def test_confluence_merges_levels_within_tolerance_into_scored_zones() -> None:
+    from nodes.confluence import merge_zones
+
+    found = [(100.0, 1.0, "fib_0.618@1h"), (100.4, 1.5, "poc@1h"), (100.9, 1.0, "weekly_open"), (105.0, 2.0, "body_resistance@4h"), (90.0, 1.0, "prev_day_low")]
+    zones = merge_zones(found, tolerance=0.5)
+    assert [(z.low, z.high, z.score) for z in zones] == [(100.0, 100.9, 3.5), (105.0, 105.0, 2.0), (90.0, 90.0, 1.0)]
+    assert zones[0].contributors == ["fib_0.618@1h", "poc@1h", "weekly_open"]
+    # A tighter tolerance breaks the chain where the gap exceeds it.
+    assert [z.score for z in merge_zones(found, tolerance=0.45)] == [2.5, 2.0, 1.0, 1.0]
