@@ -24,8 +24,8 @@ def describe(loaded: IndicatorFrame) -> TimeframeStructure:
     lows = [p for p in pivots if p.kind == "low"]
     last_high = highs[-1].price if highs else None
     last_low = lows[-1].price if lows else None
-    last_high_label = next((x for x in reversed(labels) if x in ("HH", "LH")), None)
-    last_low_label = next((x for x in reversed(labels) if x in ("HL", "LL")), None)
+    last_high_label = next((x for x in reversed(labels) if x in ("HH", "LH", "EH")), None)
+    last_low_label = next((x for x in reversed(labels) if x in ("HL", "LL", "EL")), None)
     bias: Bias = "NEUTRAL"
     if last_high_label == "HH" and last_low_label == "HL":
         bias = "BULLISH"

@@ -16,6 +16,7 @@ RSI_LENGTH = 14
 ATR_LENGTH = 14
 ADX_LENGTH = 14
 BB_LENGTH = 20
+BB_STD = 2.0
 # The slowest indicator (EMA 50) needs this many candles before it means anything.
 MIN_CANDLES = 100
 
@@ -35,7 +36,7 @@ def enrich(candles: pd.DataFrame) -> pd.DataFrame:
     frame["atr"] = _or_nan(ta.atr(high, low, close, length=ATR_LENGTH))
     adx = ta.adx(high, low, close, length=ADX_LENGTH)
     frame["adx"] = adx[f"ADX_{ADX_LENGTH}"] if adx is not None else np.nan
-    bands = ta.bbands(close, length=BB_LENGTH, std=2.0)
+    bands = ta.bbands(close, length=BB_LENGTH, lower_std=BB_STD, upper_std=BB_STD)
     if bands is not None:
         lower, mid, upper = (bands[c] for c in bands.columns[:3])
         frame["bb_lower"], frame["bb_mid"], frame["bb_upper"] = lower, mid, upper

@@ -41,13 +41,16 @@ def swing_pivots(high: pd.Series, low: pd.Series, width: int = 2) -> list[Pivot]
 
 
 def label_sequence(pivots: list[Pivot]) -> list[str]:
-    """HH/LH for each swing high against the previous one, HL/LL for lows."""
+    """HH/LH/EH for each swing high against the previous one, HL/LL/EL for lows (E = equal: no direction)."""
     labels: list[str] = []
     previous: dict[str, float] = {}
     for pivot in pivots:
         before = previous.get(pivot.kind)
         if before is not None:
-            if pivot.kind == "high":
+            side = "H" if pivot.kind == "high" else "L"
+            if pivot.price == before:
+                labels.append("E" + side)
+            elif pivot.kind == "high":
                 labels.append("HH" if pivot.price > before else "LH")
             else:
                 labels.append("HL" if pivot.price > before else "LL")
