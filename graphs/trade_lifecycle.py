@@ -1,6 +1,7 @@
 """The per-symbol trade lifecycle, wired from the nodes. Wiring only: no logic lives here.
 
-sanity → market_data → data_quality → {regime, structure, alt_data} → {support_resistance, fibonacci}
+sanity → market_data → data_quality → {regime, structure, key_levels, volume, alt_data}
+→ {support_resistance, fibonacci, anchored_vwap}
 → confluence → strategy ×N (Send) → aggregate → verify → risk → approval → execute → audit
 
 Every gate that writes a decision (HOLD / REJECT) sends the run straight to audit.
@@ -19,12 +20,14 @@ from langgraph.types import Send
 
 from nodes.aggregate import aggregate
 from nodes.alt_data import alt_data
+from nodes.anchored_vwap import anchored_vwap
 from nodes.approval import approval
 from nodes.audit import audit
 from nodes.confluence import confluence
 from nodes.data_quality import data_quality
 from nodes.execute import execute
 from nodes.fibonacci import fibonacci
+from nodes.key_levels import key_levels
 from nodes.market_data import market_data
 from nodes.regime import regime
 from nodes.risk import risk
@@ -34,12 +37,13 @@ from nodes.strategy import strategy
 from nodes.structure import structure
 from nodes.support_resistance import support_resistance
 from nodes.verify import verify
+from nodes.volume import volume
 from state import AnalysisState
 from state.sections import FeaturesSection
 from tools.context import Services
 
-FEATURE_NODES = ["regime", "structure", "alt_data"]
-LEVEL_NODES = ["support_resistance", "fibonacci"]
+FEATURE_NODES = ["regime", "structure", "key_levels", "volume", "alt_data"]
+LEVEL_NODES = ["support_resistance", "fibonacci", "anchored_vwap"]
 RECURSION_LIMIT = 64
 
 
@@ -74,9 +78,12 @@ def build_graph(
         ("data_quality", data_quality),
         ("regime", regime),
         ("structure", structure),
+        ("key_levels", key_levels),
+        ("volume", volume),
         ("alt_data", alt_data),
         ("support_resistance", support_resistance),
         ("fibonacci", fibonacci),
+        ("anchored_vwap", anchored_vwap),
         ("confluence", confluence),
         ("strategy", strategy),
         ("aggregate", aggregate),

@@ -23,9 +23,9 @@ def collect(state: AnalysisState, decision_timeframe: str) -> list[tuple[float, 
     if levels.support_resistance:
         found += [(l.price, l.strength, f"body_{l.kind}@{l.timeframe}") for l in levels.support_resistance.levels]
     if levels.fibonacci:
-        fib = levels.fibonacci
-        found += [(p, 1.0, f"fib_{ratio}@{fib.timeframe}") for ratio, p in fib.retracements.items()]
-        found += [(sum(fib.golden_pocket) / 2, 1.5, f"golden_pocket@{fib.timeframe}")]
+        for tf, fib in levels.fibonacci.by_timeframe.items():
+            found += [(p, 1.0, f"fib_{ratio}@{tf}") for ratio, p in fib.retracements.items()]
+            found += [(sum(fib.golden_pocket) / 2, 1.5, f"golden_pocket@{tf}")]
     if levels.anchored_vwap:
         for tf, group in levels.anchored_vwap.by_timeframe.items():
             found += [(v.value, 1.0, f"avwap_{v.anchor_kind}@{tf}") for v in group.vwaps]

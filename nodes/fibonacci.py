@@ -1,4 +1,4 @@
-"""L3 Fibonacci retracements of the last impulse on the decision timeframe, with the golden pocket."""
+"""L3 Fibonacci retracements of each timeframe's last impulse, with the golden pocket (66.6 %–70.6 %)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from langgraph.runtime import Runtime
 
 from nodes.common import event, services
 from state import AnalysisState
-from state.sections import FibonacciReport, LevelsSection
+from state.sections import FibonacciLevels, FibonacciReport, LevelsSection
 from tools.context import Services
+from tools.frames import IndicatorFrame
 from tools.pivots import swing_pivots
 
 NODE = "fibonacci"
 RATIOS = (0.236, 0.382, 0.5, 0.618, 0.786)
 GOLDEN_POCKET = (0.666, 0.706)
+PIVOT_WIDTH = 3
 
 
 def retracement(swing_low: float, swing_high: float, up: bool, ratio: float) -> float:
@@ -23,31 +25,37 @@ def retracement(swing_low: float, swing_high: float, up: bool, ratio: float) -> 
     return swing_high - ratio * span if up else swing_low + ratio * span
 
 
-async def fibonacci(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
-    request, market = state["request"], state["market"]
-    timeframe = request.decision_timeframe
-    loaded = await services(runtime, request).frames.get(request.symbol, timeframe, market.as_of)
+def impulse_levels(loaded: IndicatorFrame) -> FibonacciLevels | None:
+    """The impulse between the last confirmed swing high and low, or None before both exist."""
     frame = loaded.frame
-    pivots = swing_pivots(frame["high"], frame["low"], width=3)
+    pivots = swing_pivots(frame["high"], frame["low"], width=PIVOT_WIDTH)
     highs = [p for p in pivots if p.kind == "high"]
     lows = [p for p in pivots if p.kind == "low"]
     if not highs or not lows:
-        return {"audit": [event(NODE, "ANALYSIS_UPDATE", "NO_IMPULSE", market.as_of)]}
+        return None
     high, low = highs[-1], lows[-1]
     up = high.position > low.position  # the impulse ran from the older swing to the newer one
-    levels = {f"{r:.3f}": retracement(low.price, high.price, up, r) for r in RATIOS}
     pocket = sorted(retracement(low.price, high.price, up, r) for r in GOLDEN_POCKET)
     price = float(frame["close"].iloc[-1])
-    report = FibonacciReport(
-        as_of=market.as_of,
-        produced_by=NODE,
-        timeframe=timeframe,
+    return FibonacciLevels(
         swing_low=low.price,
         swing_high=high.price,
         direction="UP" if up else "DOWN",
-        retracements=levels,
+        retracements={f"{r:.3f}": retracement(low.price, high.price, up, r) for r in RATIOS},
         golden_pocket=(pocket[0], pocket[1]),
         in_golden_pocket=pocket[0] <= price <= pocket[1],
     )
-    verdict = "IN_GOLDEN_POCKET" if report.in_golden_pocket else "MAPPED"
+
+
+async def fibonacci(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
+    request, market = state["request"], state["market"]
+    frames = services(runtime, request).frames
+    by_timeframe = {}
+    for tf in market.timeframes:
+        levels = impulse_levels(await frames.get(request.symbol, tf, market.as_of))
+        if levels is not None:
+            by_timeframe[tf] = levels
+    report = FibonacciReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
+    pocket = sorted(tf for tf, levels in by_timeframe.items() if levels.in_golden_pocket)
+    verdict = f"IN_GOLDEN_POCKET {','.join(pocket)}" if pocket else "MAPPED"
     return {"levels": LevelsSection(fibonacci=report), "audit": [event(NODE, "ANALYSIS_UPDATE", verdict, market.as_of)]}

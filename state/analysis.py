@@ -93,10 +93,11 @@ class AnchoredVwap(Model):
     anchor_price: float
     value: float
     projection: list[VwapProjection]
+    kernel: str  # this projection's fitted kernel, stated so a reader can judge the band
 
 
 class TimeframeVwaps(Model):
-    kernel: str  # the regression behind the projections, stated so a reader can judge the band
+    kernel: str  # the form of the regression behind every projection
     vwaps: list[AnchoredVwap]
 
 
@@ -134,14 +135,17 @@ class SupportResistanceReport(Section):
     levels: list[PriceLevel]
 
 
-class FibonacciReport(Section):
-    timeframe: str
+class FibonacciLevels(Model):
     swing_low: float
     swing_high: float
-    direction: Literal["UP", "DOWN"]
+    direction: Literal["UP", "DOWN"]  # of the impulse being retraced
     retracements: dict[str, float]
     golden_pocket: tuple[float, float]
     in_golden_pocket: bool
+
+
+class FibonacciReport(Section):
+    by_timeframe: dict[str, FibonacciLevels]  # timeframes without a confirmed impulse are absent
 
 
 class ConfluenceZone(Model):

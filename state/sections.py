@@ -21,6 +21,7 @@ from state.analysis import (  # noqa: F401  re-exported: one import path for eve
     ConfluenceReport,
     ConfluenceZone,
     FeaturesSection,
+    FibonacciLevels,
     FibonacciReport,
     KeyLevel,
     KeyLevelsReport,

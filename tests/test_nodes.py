@@ -154,3 +154,17 @@ def test_confluence_merges_levels_within_tolerance_into_scored_zones() -> None:
     assert zones[0].contributors == ["fib_0.618@1h", "poc@1h", "weekly_open"]
     # A tighter tolerance breaks the chain where the gap exceeds it.
     assert [z.score for z in merge_zones(found, tolerance=0.45)] == [2.5, 2.0, 1.0, 1.0]
+
+
+def test_fibonacci_levels_of_a_known_impulse() -> None:
+    from nodes.fibonacci import impulse_levels
+    from tools.frames import IndicatorFrame
+
+    # Low 100 at row 5, high 200 at row 15, then a pullback to 132: inside the golden pocket (129.4–133.4).
+    closes = np.r_[np.linspace(110, 100, 6), np.linspace(105, 200, 10), np.linspace(190, 132, 6)]
+    frame = pd.DataFrame({"open": closes, "high": closes + 0.1, "low": closes - 0.1, "close": closes, "volume": 1.0},
+                         index=pd.date_range("2026-01-01", periods=len(closes), freq="1h", tz="UTC"))
+    levels = impulse_levels(IndicatorFrame("1h", frame))
+    assert levels.direction == "UP" and levels.swing_low == pytest.approx(99.9) and levels.swing_high == pytest.approx(200.1)
+    assert levels.golden_pocket == pytest.approx((200.1 - 0.706 * 100.2, 200.1 - 0.666 * 100.2))
+    assert levels.in_golden_pocket

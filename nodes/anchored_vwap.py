@@ -1,0 +1,57 @@
+"""L3 anchored VWAPs from each timeframe's most significant recent swings, with a GP projection of each."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from nodes.common import event, services
+from state import AnalysisState
+from state.analysis import (
+    AnchoredVwap,
+    AnchoredVwapReport,
+    LevelsSection,
+    TimeframeVwaps,
+)
+from tools import avwap
+from tools.context import Services
+from tools.frames import IndicatorFrame
+
+NODE = "anchored_vwap"
+
+
+def timeframe_vwaps(loaded: IndicatorFrame) -> TimeframeVwaps:
+    frame = loaded.frame
+    vwaps: list[AnchoredVwap] = []
+    for anchor in avwap.choose_anchors(frame):
+        path = avwap.anchored_vwap(frame, anchor.position)
+        value = float(path[-1])
+        if math.isnan(value):  # no volume traded since the anchor: there is no VWAP to report
+            continue
+        projection = avwap.project_vwap(path)
+        vwaps.append(
+            AnchoredVwap(
+                anchor_kind=anchor.kind,
+                anchor_time=anchor.time.to_pydatetime(),
+                anchor_price=anchor.price,
+                value=value,
+                projection=projection.points,
+                kernel=projection.kernel,
+            )
+        )
+    return TimeframeVwaps(kernel=avwap.KERNEL_FORM, vwaps=vwaps)
+
+
+async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
+    request, market = state["request"], state["market"]
+    frames = services(runtime, request).frames
+    by_timeframe = {tf: timeframe_vwaps(await frames.get(request.symbol, tf, market.as_of)) for tf in market.timeframes}
+    report = AnchoredVwapReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
+    count = sum(len(v.vwaps) for v in by_timeframe.values())
+    return {
+        "levels": LevelsSection(anchored_vwap=report),
+        "audit": [event(NODE, "ANALYSIS_UPDATE", f"{count} anchored VWAPs", market.as_of)],
+    }
+

@@ -1,0 +1,138 @@
+"""Calendar key levels from daily candles: period opens and the previous periods' extremes.
+
+Definitions (all calendar aligned in UTC, as exchanges align them):
+
+- day = 00:00-24:00 UTC, week = Monday 00:00 UTC + 7 days, month = 1st 00:00 UTC to the next 1st.
+- The *current* day / week / month is the one containing the frame's LAST candle. Frames hold
+  closed candles only, so at 13:37 on a Friday the current day is Thursday (the newest closed one).
+- ``daily_open`` / ``weekly_open`` / ``monthly_open``: the open of the first day of the current
+  period, reported only when that day's candle is in the frame (a week whose Monday is missing
+  has no known open).
+- ``prev_day_*`` / ``prev_week_*`` / ``prev_month_*`` high and low: extremes of the previous
+  period, reported only when EVERY day of that period is in the frame, so a partial week or month
+  at the start of the data (or one with a hole) never poses as a full one.
+
+Only candles at or before the row being described are used: :func:`level_history` row t equals
+the levels computed on the frame truncated at t (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from state.analysis import KeyLevel
+
+AT_TOLERANCE_PCT = 0.05  # |distance| within this many percent counts as "at" the level
+_DAY = pd.Timedelta(days=1)
+OPENS = ("daily_open", "weekly_open", "monthly_open")
+EXTREMES = ("prev_day_high", "prev_day_low", "prev_week_high", "prev_week_low", "prev_month_high", "prev_month_low")
+LEVEL_NAMES = OPENS + EXTREMES
+
+
+def day_index(daily: pd.DataFrame) -> pd.DatetimeIndex:
+    """The frame's open times in UTC, checked to be distinct midnights (one candle per day)."""
+    index = pd.DatetimeIndex(daily.index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    if not (index == index.floor("D")).all():
+        raise ValueError("daily candles must open at 00:00 UTC")
+    if index.has_duplicates or not index.is_monotonic_increasing:
+        raise ValueError("daily candles must be sorted with one candle per day")
+    return index
+
+
+def _week_start(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return days - pd.to_timedelta(days.day_of_week, unit="D")
+
+
+def _month_start(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return days - pd.to_timedelta(days.day - 1, unit="D")
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """values[keys == query] for each query (keys sorted, distinct, non-empty), NaN where absent."""
+    where = np.clip(np.searchsorted(keys, queries), 0, len(keys) - 1)
+    return np.where(keys[where] == queries, values[where], np.nan)
+
+
+def _complete_extremes(
+    starts: np.ndarray, lengths: np.ndarray, high: np.ndarray, low: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per period (distinct sorted ``starts``): its start, high and low, NaN unless complete.
+
+    ``lengths`` is each row's period length in days. Complete = as many candles as the period has
+    days (one per day, checked by :func:`day_index`) and no NaN among them: a skipped NaN would give
+    a level the data does not support. ufunc.reduceat propagates NaN, so it shows up here.
+    """
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] != starts[:-1])))
+    count = np.diff(np.append(first, len(starts)))
+    period_high = np.maximum.reduceat(high, first)
+    period_low = np.minimum.reduceat(low, first)
+    complete = (count == lengths[first]) & np.isfinite(period_high) & np.isfinite(period_low)
+    return starts[first], np.where(complete, period_high, np.nan), np.where(complete, period_low, np.nan)
+
+
+def level_history(daily: pd.DataFrame) -> pd.DataFrame:
+    """One row per daily candle: the key levels as known at that candle's close (NaN = unknown).
+
+    Every column of row t reads only candles at or before t: opens of days <= t, and extremes of
+    periods that ended before t's period began.
+    """
+    index = day_index(daily)
+    if len(index) == 0:
+        return pd.DataFrame(columns=list(LEVEL_NAMES), index=index, dtype=float)
+    days = index.as_unit("ns").asi8
+    month_index = _month_start(index)
+    week, month = _week_start(index).as_unit("ns").asi8, month_index.as_unit("ns").asi8
+    day_ns = _DAY.value
+    opens, highs, lows = (daily[c].to_numpy(float) for c in ("open", "high", "low"))
+    weeks, week_high, week_low = _complete_extremes(week, np.full(len(days), 7), highs, lows)
+    months, month_high, month_low = _complete_extremes(month, np.asarray(index.days_in_month), highs, lows)
+    prev_day, prev_week = days - day_ns, week - 7 * day_ns
+    prev_month = _month_start(month_index - _DAY).as_unit("ns").asi8  # the 1st of the month before
+    columns = {
+        "daily_open": opens,
+        "weekly_open": _lookup(days, opens, week),
+        "monthly_open": _lookup(days, opens, month),
+        "prev_day_high": _lookup(days, highs, prev_day),
+        "prev_day_low": _lookup(days, lows, prev_day),
+        "prev_week_high": _lookup(weeks, week_high, prev_week),
+        "prev_week_low": _lookup(weeks, week_low, prev_week),
+        "prev_month_high": _lookup(months, month_high, prev_month),
+        "prev_month_low": _lookup(months, month_low, prev_month),
+    }
+    return pd.DataFrame(columns, index=index, columns=list(LEVEL_NAMES))
+
+
+Position = Literal["above", "below", "at"]
+
+
+def relate(last_price: float, level: float, tolerance_pct: float = AT_TOLERANCE_PCT) -> tuple[Position, float]:
+    """Where the last price sits relative to a level, and (last - level) / level in percent."""
+    distance = (last_price - level) / level * 100
+    if abs(distance) <= tolerance_pct:
+        return "at", distance
+    return ("above" if distance > 0 else "below"), distance
+
+
+def key_levels(daily: pd.DataFrame, last_price: float | None = None) -> list[KeyLevel]:
+    """The known key levels at the frame's last candle, relative to ``last_price``.
+
+    ``last_price`` defaults to the last daily close; a caller with a fresher price (a smaller
+    timeframe's close at the same clock) passes it. Unknown levels are left out, never guessed.
+    """
+    if daily.empty:
+        return []
+    row = level_history(daily).iloc[-1]
+    price = float(daily["close"].iloc[-1]) if last_price is None else float(last_price)
+    if not np.isfinite(price) or price <= 0:
+        return []
+    levels: list[KeyLevel] = []
+    for name in LEVEL_NAMES:
+        value = float(row[name])
+        if np.isfinite(value) and value > 0:
+            position, distance = relate(price, value)
+            levels.append(KeyLevel(name=name, price=value, position=position, distance_pct=distance))
+    return levels
