@@ -10,7 +10,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from state import Settings
-from tools.market_data.ccxt_source import CcxtSource
 from tools.market_data.files import FileSource
 from tools.market_data.stored import missing_ranges
 from tools.quality import normalize
@@ -39,6 +38,8 @@ def _split(text: str) -> list[str]:
 
 
 async def download(args: argparse.Namespace, settings: Settings, storage: Storage) -> list[tuple[str, str, int]]:
+    from tools.market_data.ccxt_source import CcxtSource  # ccxt takes a second to import: only when used
+
     exchange = args.exchange or settings.exchange
     since, until = as_utc(args.since), as_utc(args.until or datetime.now(UTC))
     pairs = [(s.upper(), tf) for s in _split(args.symbols) for tf in _split(args.timeframes)]

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import (
-    RBF,
-    ConstantKernel,
-    DotProduct,
-    Kernel,
-    WhiteKernel,
-)
-from threadpoolctl import ThreadpoolController
+
+if TYPE_CHECKING:
+    from sklearn.gaussian_process.kernels import Kernel
+    from threadpoolctl import ThreadpoolController
 
 from state.analysis import VwapProjection
 from tools.pivots import swing_pivots
@@ -149,6 +144,9 @@ def projection_kernel(amplitude: float, length_scale: float, trend: float, noise
     widens with the distance. All hyper-parameters are fixed here: they are
     chosen by `_max_likelihood`, not by sklearn's optimizer.
     """
+    # Imported here: scikit-learn costs ~1.5 s to import, which every CLI command would pay.
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
+
     return (
         ConstantKernel(amplitude, "fixed") * RBF(length_scale, "fixed")
         + ConstantKernel(amplitude * trend, "fixed") * DotProduct(SIGMA_0, "fixed")
@@ -197,6 +195,8 @@ def _max_likelihood(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, 
 @cache
 def _blas() -> ThreadpoolController:
     # Built once (~5 ms); a limit through it then costs ~25 us instead of ~5 ms.
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 
@@ -228,6 +228,8 @@ def project_vwap(vwap: np.ndarray, horizons: tuple[int, ...] = HORIZONS, window:
     # with the other core busy a 0.3 ms predict took 9 ms. The limit is process-wide while it lasts.
     with _blas().limit(limits=1, user_api="blas"):
         kernel = projection_kernel(*_max_likelihood(x, standard))
+        from sklearn.gaussian_process import GaussianProcessRegressor
+
         model = GaussianProcessRegressor(kernel=kernel, alpha=1e-10, normalize_y=True, optimizer=None)
         model.fit(x, y)
         mean, std = model.predict(ahead, return_std=True)

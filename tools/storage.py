@@ -75,10 +75,16 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
 async def _postgres(url: str) -> AsyncIterator[Storage]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
-    from psycopg import OperationalError
+    from psycopg import AsyncConnection, OperationalError
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+    try:
+        # A plain connection first: the pool would retry a refused server until its timeout.
+        probe = await AsyncConnection.connect(url, connect_timeout=5)
+        await probe.close()
+    except OperationalError as error:
+        raise StorageUnavailable(f"cannot reach PostgreSQL at {_redact(url)}: {error}") from error
     pool = AsyncConnectionPool(
         url,
         min_size=1,
