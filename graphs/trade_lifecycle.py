@@ -2,7 +2,7 @@
 
 sanity → market_data → data_quality → {regime, structure, key_levels, volume, alt_data}
 → {support_resistance, fibonacci, anchored_vwap}
-→ confluence → strategy ×N (Send) → aggregate → verify → risk → approval → execute → audit
+→ confluence → strategy ×N, operator_signal ×M (Send) → aggregate → verify → risk → approval → execute → audit
 
 Every gate that writes a decision (HOLD / REJECT) sends the run straight to audit.
 """
@@ -29,6 +29,7 @@ from nodes.execute import execute
 from nodes.fibonacci import fibonacci
 from nodes.key_levels import key_levels
 from nodes.market_data import market_data
+from nodes.operator_signal import operator_signal
 from nodes.regime import regime
 from nodes.risk import risk
 from nodes.sanity import sanity
@@ -57,15 +58,14 @@ def unless_decided(*next_nodes: str) -> Callable[[AnalysisState], list[str] | st
 
 
 def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
-    names = list(registered_strategies())
-    if not names:
-        return "aggregate"  # an empty pool holds for want of signals, it does not stall
-    task = {
-        "request": state["request"],
-        "market": state["market"],
-        "features": state.get("features") or FeaturesSection(),
-    }
-    return [Send("strategy", {**task, "strategy": name}) for name in names]
+    request = state["request"]
+    task = {"request": request, "market": state["market"], "features": state.get("features") or FeaturesSection()}
+    sends = [Send("strategy", {**task, "strategy": name}) for name in registered_strategies()]
+    sends += [
+        Send("operator_signal", {**task, "operator_signal": injected, "index": i})
+        for i, injected in enumerate(request.operator_signals)
+    ]
+    return sends or "aggregate"  # an empty pool holds for want of signals, it does not stall
 
 
 def build_graph(
@@ -86,6 +86,7 @@ def build_graph(
         ("anchored_vwap", anchored_vwap),
         ("confluence", confluence),
         ("strategy", strategy),
+        ("operator_signal", operator_signal),
         ("aggregate", aggregate),
         ("verify", verify),
         ("risk", risk),
@@ -102,8 +103,9 @@ def build_graph(
     for level_node in LEVEL_NODES:
         builder.add_edge(FEATURE_NODES, level_node)
     builder.add_edge(LEVEL_NODES, "confluence")
-    builder.add_conditional_edges("confluence", fan_out_strategies, ["strategy", "aggregate"])
+    builder.add_conditional_edges("confluence", fan_out_strategies, ["strategy", "operator_signal", "aggregate"])
     builder.add_edge("strategy", "aggregate")
+    builder.add_edge("operator_signal", "aggregate")
     builder.add_conditional_edges("aggregate", unless_decided("verify"), ["verify", "audit"])
     builder.add_conditional_edges("verify", unless_decided("risk"), ["risk", "audit"])
     builder.add_conditional_edges("risk", unless_decided("approval"), ["approval", "audit"])

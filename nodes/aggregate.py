@@ -33,7 +33,8 @@ async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     market, request = state["market"], state["request"]
     features = state.get("features")
     regime = features.regime.primary if features and features.regime else "RANGING"
-    healthy = {name: s for name, s in (state.get("signals") or {}).items() if s.error is None}
+    # Errored signals and shadow versions are on record but carry no weight.
+    healthy = {name: s for name, s in (state.get("signals") or {}).items() if s.error is None and not s.shadow}
     weights, contributions, net = weigh(healthy, regime)
     longs = [s for s in healthy.values() if s.direction == "LONG"]
     shorts = [s for s in healthy.values() if s.direction == "SHORT"]

@@ -24,7 +24,7 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
     request, market = task["request"], task["market"]
     chosen = registered_strategies()[task["strategy"]]
     timeframe = request.decision_timeframe
-    produced_by = f"{NODE}:{chosen.name}"
+    produced_by = f"{NODE}:{chosen.key}"
     try:
         loaded = await services(runtime, request).frames.get(request.symbol, timeframe, market.as_of)
         signals = chosen.evaluate(loaded.frame)
@@ -44,6 +44,7 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
             targets=[float(last["target"])] if acting and math.isfinite(last["target"]) else [],
             timeframe=timeframe,
             rationale=chosen.explain(row, last),
+            shadow=chosen.shadow,
         )
     except Exception as error:  # isolation: one broken strategy must not sink the run
         signal = Signal(
@@ -57,9 +58,10 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
             timeframe=timeframe,
             rationale="strategy failed",
             error=f"{type(error).__name__}: {error}",
+            shadow=chosen.shadow,
         )
     detail = {"confidence": signal.confidence, "error": signal.error}
     return {
-        "signals": {chosen.name: signal},
+        "signals": {chosen.key: signal},
         "audit": [event(produced_by, "STRATEGY_SIGNAL", signal.direction, market.as_of, detail)],
     }

@@ -65,6 +65,17 @@ def failed_checks(checks: list[Check]) -> list[Check]:
     return [check for check in checks if check.passed is False]
 
 
+class OperatorSignal(Model):
+    """A signal an operator injects into a run; it goes through aggregation, verification and risk."""
+
+    direction: Literal["LONG", "SHORT"]
+    confidence: float = Field(ge=0.0, le=1.0)
+    rationale: str = Field(min_length=3, max_length=1000)
+    by: str = Field(default="operator", min_length=1, max_length=100)
+    stop: float | None = Field(default=None, gt=0)
+    target: float | None = Field(default=None, gt=0)
+
+
 class RunRequest(Model):
     """What the caller asked for: the run's input, validated at the boundary."""
 
@@ -77,6 +88,7 @@ class RunRequest(Model):
     decision_timeframe: str
     approval_mode: ApprovalMode = "observe"
     as_of: datetime | None = Field(default=None, description="Decide at this moment; None = now.")
+    operator_signals: list[OperatorSignal] = Field(default_factory=list, max_length=10)
 
     @field_validator("symbol")
     @classmethod
@@ -156,6 +168,8 @@ class Signal(Section):
     timeframe: str
     rationale: str
     error: str | None = None
+    # A shadow version is recorded beside the live one but carries no weight in the consensus.
+    shadow: bool = False
 
 
 class ConsensusSection(Section):

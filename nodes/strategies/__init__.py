@@ -30,6 +30,13 @@ class Strategy:
     evaluate: Callable[[pd.DataFrame], pd.DataFrame]
     # (indicator row, signal row) of the last candle -> the evidence in words
     explain: Callable[[pd.Series, pd.Series], str]
+    # Shadow versions run beside the live one: their signals are recorded, not counted.
+    shadow: bool = False
+
+    @property
+    def key(self) -> str:
+        """Signals are keyed by this: a shadow version must not overwrite its live sibling's signal."""
+        return f"{self.name}@{self.version}" if self.shadow else self.name
 
 
 @cache
@@ -39,5 +46,7 @@ def registered_strategies() -> dict[str, Strategy]:
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         strategy = getattr(module, "STRATEGY", None)
         if isinstance(strategy, Strategy):
-            found[strategy.name] = strategy
+            if strategy.key in found:
+                raise ValueError(f"two strategies registered as {strategy.key!r}: give one a new name or version")
+            found[strategy.key] = strategy
     return dict(sorted(found.items()))
