@@ -1,18 +1,25 @@
-"""L5 aggregator: a regime-weighted, confidence-weighted net signal, or HOLD."""
+"""L5 aggregator: a regime-, performance- and confidence-weighted net signal, or HOLD.
+
+Weights are written into the consensus section (with the regime and
+track-record factors behind them) so a replay can show why it decided.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from nodes.common import end_run, event
 from state import AnalysisState
-from state.sections import ConsensusSection, Direction, Signal
+from state.sections import ConsensusSection, Direction, Signal, StrategyTrackRecord
+from state.settings import MAX_RISK_PER_TRADE
 from tools.context import Services
 
 NODE = "aggregate"
 MIN_NET_SCORE = 0.25
+MIN_AGREEING = 2  # one strategy alone is an opinion, not a consensus
 # Two opposed signals this confident mean the market is ambiguous, whatever the weights say.
 CONFLICT_CONFIDENCE = 0.5
 REGIME_WEIGHTS: dict[str, dict[str, float]] = {
@@ -20,13 +27,70 @@ REGIME_WEIGHTS: dict[str, dict[str, float]] = {
     "oscillator": {"TRENDING_UP": 0.5, "TRENDING_DOWN": 0.5, "RANGING": 1.5, "VOLATILE": 0.75},
 }
 SIGN = {"LONG": 1, "SHORT": -1, "FLAT": 0}
+TRACK_RECORD_NAMESPACE = ("strategy_stats",)
+MIN_TRADES_FOR_RECORD = 20  # fewer trades say nothing about a strategy
+KELLY_SHARE = 0.25  # full Kelly on estimated odds is far too aggressive
 
 
-def weigh(signals: dict[str, Signal], regime: str) -> tuple[dict[str, float], dict[str, float], float]:
-    weights = {name: REGIME_WEIGHTS.get(s.kind, {}).get(regime, 1.0) for name, s in signals.items()}
+def performance_factor(record: StrategyTrackRecord | None) -> float:
+    """1.0 without a usable record; otherwise grows with the trailing Sharpe, within [0.25, 2]."""
+    if record is None or record.trades < MIN_TRADES_FOR_RECORD:
+        return 1.0
+    return min(2.0, max(0.25, 1.0 + record.sharpe / 2.0))
+
+
+def kelly_fraction(records: list[StrategyTrackRecord], reward_risk: float | None) -> float | None:
+    """Quarter-Kelly from the agreeing strategies' pooled win rate and payoff, capped at the risk cap.
+
+    Without track records the payoff is the signal's reward/risk and the win
+    rate a coin flip: no invented edge.
+    """
+    usable = [r for r in records if r.trades >= MIN_TRADES_FOR_RECORD]
+    trades = sum(r.trades for r in usable)
+    win_rate = sum(r.win_rate * r.trades for r in usable) / trades if trades else 0.5
+    payoff = sum(r.payoff * r.trades for r in usable) / trades if trades else reward_risk
+    if not payoff or payoff <= 0:
+        return None
+    full = win_rate - (1 - win_rate) / payoff
+    return round(min(MAX_RISK_PER_TRADE, max(0.0, KELLY_SHARE * full)), 6)
+
+
+async def track_records(store: BaseStore | None, signals: dict[str, Signal]) -> dict[str, StrategyTrackRecord]:
+    if store is None:
+        return {}
+    records = {}
+    for name, signal in signals.items():
+        item = await store.aget(TRACK_RECORD_NAMESPACE, f"{signal.strategy}@{signal.version}")
+        if item is not None:
+            records[name] = StrategyTrackRecord.model_validate(item.value)
+    return records
+
+
+def weigh(signals: dict[str, Signal], regime: str, performance: dict[str, float]) -> tuple[dict[str, float], dict[str, float], float]:
+    weights = {
+        name: REGIME_WEIGHTS.get(s.kind, {}).get(regime, 1.0) * performance.get(name, 1.0) for name, s in signals.items()
+    }
     contributions = {name: weights[name] * SIGN[s.direction] * s.confidence for name, s in signals.items()}
     total = sum(weights.values())
     return weights, contributions, (sum(contributions.values()) / total if total else 0.0)
+
+
+def verdict(healthy: dict[str, Signal], net: float) -> tuple[Direction, str]:
+    longs = [s for s in healthy.values() if s.direction == "LONG"]
+    shorts = [s for s in healthy.values() if s.direction == "SHORT"]
+    if not healthy:
+        return "FLAT", "no strategy produced a usable signal"
+    strongest_long = max((s.confidence for s in longs), default=0)
+    strongest_short = max((s.confidence for s in shorts), default=0)
+    if min(strongest_long, strongest_short) >= CONFLICT_CONFIDENCE:
+        return "FLAT", "strong signals disagree"
+    if abs(net) < MIN_NET_SCORE:
+        return "FLAT", f"no edge: net score {net:+.2f} within ±{MIN_NET_SCORE}"
+    direction: Direction = "LONG" if net > 0 else "SHORT"
+    agreeing = len(longs if direction == "LONG" else shorts)
+    if agreeing < MIN_AGREEING:
+        return "FLAT", f"only {agreeing} strategy for {direction}; {MIN_AGREEING} independent ones must agree"
+    return direction, f"net score {net:+.2f}, {agreeing} strategies agree"
 
 
 async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -35,23 +99,16 @@ async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     regime = features.regime.primary if features and features.regime else "RANGING"
     # Errored signals and shadow versions are on record but carry no weight.
     healthy = {name: s for name, s in (state.get("signals") or {}).items() if s.error is None and not s.shadow}
-    weights, contributions, net = weigh(healthy, regime)
-    longs = [s for s in healthy.values() if s.direction == "LONG"]
-    shorts = [s for s in healthy.values() if s.direction == "SHORT"]
-    direction: Direction = "FLAT"
-    if not healthy:
-        reason = "no strategy produced a usable signal"
-    elif max((s.confidence for s in longs), default=0) >= CONFLICT_CONFIDENCE and max(
-        (s.confidence for s in shorts), default=0
-    ) >= CONFLICT_CONFIDENCE:
-        reason = "strong signals disagree"
-    elif abs(net) < MIN_NET_SCORE:
-        reason = f"no edge: net score {net:+.2f} within ±{MIN_NET_SCORE}"
-    else:
-        direction = "LONG" if net > 0 else "SHORT"
-        reason = f"net score {net:+.2f} in a {regime} regime"
+    records = await track_records(runtime.store, healthy)
+    performance = {name: performance_factor(records.get(name)) for name in healthy}
+    weights, contributions, net = weigh(healthy, regime, performance)
+    direction, reason = verdict(healthy, net)
+    reason = f"{reason} in a {regime} regime"
     agreeing = sorted(n for n, s in healthy.items() if s.direction == direction and direction != "FLAT")
-    lead = max((healthy[n] for n in agreeing), key=lambda s: abs(contributions[s.strategy]), default=None)
+    lead = healthy[max(agreeing, key=lambda n: abs(contributions[n]))] if agreeing else None
+    reward_risk = None
+    if lead and lead.entry and lead.stop and lead.targets and lead.entry != lead.stop:
+        reward_risk = abs(lead.targets[0] - lead.entry) / abs(lead.entry - lead.stop)
     section = ConsensusSection(
         as_of=market.as_of,
         produced_by=NODE,
@@ -66,8 +123,11 @@ async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
         targets=lead.targets if lead else [],
         timeframe=request.decision_timeframe,
         reason=reason,
+        regime_factors={n: REGIME_WEIGHTS.get(s.kind, {}).get(regime, 1.0) for n, s in healthy.items()},
+        performance_factors=performance,
+        kelly_fraction=kelly_fraction([records[n] for n in agreeing if n in records], reward_risk) if lead else None,
     )
     if direction == "FLAT":
         return end_run(NODE, "HOLD", reason, market.as_of, kind="SIGNAL", consensus=section)
-    detail = {"net_score": net, "agreeing": agreeing, "weights": weights}
+    detail = {"net_score": net, "agreeing": agreeing, "weights": weights, "kelly_fraction": section.kelly_fraction}
     return {"consensus": section, "audit": [event(NODE, "SIGNAL", direction, market.as_of, detail)]}

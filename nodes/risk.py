@@ -22,16 +22,19 @@ async def risk(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, An
     consensus, market, request = state["consensus"], state["market"], state["request"]
     settings = services(runtime, request).settings
     equity = settings.account_equity
-    fraction = min(settings.risk_per_trade, MAX_RISK_PER_TRADE)
+    # The consensus may propose less (quarter-Kelly on the track record); never more than the setting.
+    proposed = consensus.kelly_fraction if consensus.kelly_fraction is not None else settings.risk_per_trade
+    fraction = min(settings.risk_per_trade, proposed, MAX_RISK_PER_TRADE)
     entry, stop = consensus.entry, consensus.stop
     target = consensus.targets[0] if consensus.targets else None
     side = "buy" if consensus.direction == "LONG" else "sell"
     checks = [
+        Check(name="positive_edge", passed=fraction > 0, detail=f"risk fraction {fraction:.4f} (Kelly proposal {consensus.kelly_fraction})"),
         Check(name="inputs_present", passed=is_finite(entry, stop, target), detail=f"entry {entry}, stop {stop}, target {target}"),
         Check(name="direction_allowed", passed=side == "buy" or settings.allow_short, detail=f"{side} on spot; allow_short={settings.allow_short}"),
     ]
     quantity = notional = risk_amount = None
-    if checks[0].passed:
+    if checks[1].passed and fraction > 0:
         distance = abs(entry - stop)
         checks.append(Check(name="stop_distance", passed=distance / entry >= MIN_STOP_DISTANCE, detail=f"{distance / entry:.4%} of entry"))
         if distance > 0:

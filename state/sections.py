@@ -184,6 +184,19 @@ class ConsensusSection(Section):
     targets: list[float] = []
     timeframe: str
     reason: str
+    # Why each weight is what it is: the regime factor and the track-record factor per strategy.
+    regime_factors: dict[str, float] = {}
+    performance_factors: dict[str, float] = {}
+    kelly_fraction: float | None = None  # quarter-Kelly risk proposal, capped; risk takes the smaller
+
+
+class StrategyTrackRecord(Model):
+    """A strategy version's backtested trailing performance, kept in the graph's store."""
+
+    sharpe: float
+    win_rate: float = Field(ge=0.0, le=1.0)
+    payoff: float = Field(gt=0.0)  # average win / average loss
+    trades: int = Field(ge=0)
 
 
 class VerificationSection(Section):

@@ -168,3 +168,20 @@ def test_fibonacci_levels_of_a_known_impulse() -> None:
     assert levels.direction == "UP" and levels.swing_low == pytest.approx(99.9) and levels.swing_high == pytest.approx(200.1)
     assert levels.golden_pocket == pytest.approx((200.1 - 0.706 * 100.2, 200.1 - 0.666 * 100.2))
     assert levels.in_golden_pocket
+
+
+def test_kelly_proposal_uses_track_records_and_never_exceeds_the_cap() -> None:
+    from nodes.aggregate import kelly_fraction, performance_factor
+    from state.sections import StrategyTrackRecord
+
+    # No record: a coin flip at the signal's 1.5 reward/risk -> full Kelly 1/6, a quarter is 4.2 %, capped at 2 %.
+    assert kelly_fraction([], 1.5) == 0.02
+    # A record of 40 % winners paid 1.2:1 has no edge: nothing is risked.
+    poor = StrategyTrackRecord(sharpe=-0.5, win_rate=0.4, payoff=1.2, trades=50)
+    assert kelly_fraction([poor], 3.0) == 0.0
+    # 55 % winners at 1:1 -> full Kelly 0.10, a quarter is 0.025 -> capped 0.02; 52 % -> 0.01.
+    assert kelly_fraction([StrategyTrackRecord(sharpe=1, win_rate=0.52, payoff=1.0, trades=100)], 9.0) == 0.01
+    # Too few trades is no record at all.
+    assert performance_factor(StrategyTrackRecord(sharpe=3, win_rate=0.9, payoff=2, trades=5)) == 1.0
+    assert performance_factor(StrategyTrackRecord(sharpe=3, win_rate=0.9, payoff=2, trades=50)) == 2.0
+    assert performance_factor(poor) == 0.75

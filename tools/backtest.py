@@ -1,0 +1,297 @@
+"""Look-ahead-free backtest of one strategy's signal frame over a candle frame.
+
+Conventions (every number below follows from these; tests pin each one):
+
+- Timing. A candle is labelled by its open time. A signal on candle t is known
+  only at t's close, so it is acted on at the OPEN of candle t+1. A signal on
+  the last candle is never entered (there is no next open).
+- Fills. Every fill (entry and every kind of exit) is moved ``slippage_bps``
+  against the trader: a buy at ``p * (1 + s)``, a sell at ``p * (1 - s)``.
+  A fee of ``fee_rate`` is charged on the notional of each side.
+- Entry validity. The position carries the signal's stop and target. A signal
+  whose stop is not finite, whose stop is already breached by the entry fill,
+  or whose target is already reached by it, is skipped: its premise no longer
+  holds when the order could be placed. A NaN target means "no target".
+- Exits, first that applies wins:
+  1. the stop or target is touched by a candle's range, from the entry candle
+     on. If the candle OPENS beyond a level (a gap), the fill is that open,
+     since the open is known to be the candle's first price. Otherwise, if the
+     range touches both levels, the stop is assumed (order inside a candle is
+     unknown; assume the worse). Stop and target fill at the level itself.
+  2. an opposite signal on candle m exits at the open of m+1 (a touch during
+     candle m itself came first and wins). That opposite signal then opens a
+     new position at the same open, if it is a valid entry (stop and reverse).
+  3. end of data: a position still open after the last candle is marked at the
+     last close, with slippage and the exit fee, as if liquidated there, and
+     flagged ``is_open`` so a report can leave it out.
+- One position at a time. Same-direction signals during a trade are ignored. A
+  signal on the candle of a stop/target exit can enter at the next open: it is
+  known at that candle's close, after the intra-candle exit.
+- Sizing. Each trade puts the whole capital in (1 unit of notional, no
+  leverage); ``return_pct`` is net of fees, per unit of capital, and the equity
+  curve compounds those returns trade after trade, starting at 1.0. It is not
+  risk-based sizing: ``r_multiple`` (net P&L / distance from entry fill to stop)
+  is reported separately so risk-based results can be derived.
+- Regime at entry is the regime label of the SIGNAL candle: the regime known
+  when the decision was made (the entry candle's regime needs its close).
+
+Speed: arrays are prepared once (numpy), valid entries and per-direction signal
+positions are precomputed, and the only Python loop runs once per TRADE: it
+finds the next entry and the next opposite signal by binary search
+(``searchsorted``) and the stop/target touch by scanning the first 16 candles
+in plain Python, then numpy blocks of doubling size: O(candles spanned by trades).
+Measured on 100k 1h candles (2 shared cores): no trades ~5e7-1e8 candles/s;
+ema_trend (4.7k trades) ~0.7-1.1e6 candles/s, half of it building the pydantic trades.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+ExitReason = Literal["stop", "target", "signal", "end_of_data"]
+CANDLE_COLUMNS = ("open", "high", "low", "close")
+SIGNAL_COLUMNS = ("direction", "stop", "target")
+_PY_SCAN = 16  # candles scanned in plain Python before switching to numpy blocks
+_FIRST_BLOCK = 64  # candles in the first numpy block; doubled each further block
+
+
+class Trade(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    side: Literal[1, -1]
+    signal_time: datetime
+    entry_time: datetime
+    entry_price: float  # after slippage
+    exit_time: datetime  # label of the candle in (or at whose open) the exit filled
+    exit_price: float  # after slippage
+    stop: float
+    target: float | None
+    exit_reason: ExitReason
+    is_open: bool  # True only for end_of_data: marked, not actually closed
+    return_pct: float  # net of both fees, per unit of capital, in percent
+    r_multiple: float  # net P&L per unit / (entry fill - stop) per unit
+    fees_pct: float  # both fees, in percent of the capital put in
+    confidence: float
+    regime: str | None
+    signal_bar: int
+    entry_bar: int
+    exit_bar: int
+
+
+class EquityPoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    time: datetime
+    equity: float
+
+
+class BacktestResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime  # first candle label
+    end: datetime  # last candle label
+    candles: int
+    fee_rate: float
+    slippage_bps: float
+    trades: list[Trade]
+    # 1.0 at the first candle, then one point per trade at its exit (several may share a time)
+    equity: list[EquityPoint]
+
+    def equity_series(self) -> pd.Series:
+        """The equity points as a Series; its index may repeat a time (a reversal's exit and a quick stop)."""
+        return pd.Series([p.equity for p in self.equity], index=pd.DatetimeIndex([p.time for p in self.equity]))
+
+
+_TRADES = TypeAdapter(list[Trade])
+_POINTS = TypeAdapter(list[EquityPoint])
+
+
+def _check(candles: pd.DataFrame, signals: pd.DataFrame, regimes: pd.Series | None) -> None:
+    index = candles.index
+    if len(index) == 0:
+        raise ValueError("no candles")
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None or str(index.tz) != "UTC":
+        raise ValueError("candles need a UTC DatetimeIndex")
+    if not index.is_monotonic_increasing or not index.is_unique:
+        raise ValueError("candle index must be strictly increasing")
+    for frame, columns, what in ((candles, CANDLE_COLUMNS, "candles"), (signals, SIGNAL_COLUMNS, "signals")):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{what} lack columns {missing}")
+    # Same index, not merely same length: a shifted signal frame is exactly the look-ahead bug to refuse.
+    if not signals.index.equals(index):
+        raise ValueError("signals must have exactly the candle index")
+    if regimes is not None and not regimes.index.equals(index):
+        raise ValueError("regimes must have exactly the candle index")
+
+
+def _first_touch(
+    high: np.ndarray, low: np.ndarray, hl: memoryview, ll: memoryview,
+    start: int, end: int, side: int, stop: float, target: float,
+) -> int:  # fmt: skip
+    """First bar in [start, end) whose range touches stop or target, or -1. NaN target never touches.
+
+    Half of all trades end within ~7 candles: those are scanned in plain Python (no numpy call
+    overhead), longer ones in numpy blocks of doubling size so no call scans far past the exit.
+    """
+    for k in range(start, min(start + _PY_SCAN, end)):
+        if (ll[k] <= stop or hl[k] >= target) if side > 0 else (hl[k] >= stop or ll[k] <= target):
+            return k
+    start, block = start + _PY_SCAN, _FIRST_BLOCK
+    while start < end:
+        upto = min(start + block, end)
+        h, lo = high[start:upto], low[start:upto]
+        hit = (lo <= stop) | (h >= target) if side > 0 else (h >= stop) | (lo <= target)
+        if hit.any():
+            return start + int(hit.argmax())
+        start, block = upto, block * 2
+    return -1
+
+
+def _touch_exit(
+    o: float, h: float, lo: float, side: int, stop: float, target: float
+) -> tuple[float, ExitReason]:
+    """Raw (pre-slippage) fill and reason for a candle known to touch stop or target."""
+    if side > 0:
+        if o >= target:  # gapped over the target: filled at the better open
+            return o, "target"
+        if lo <= stop:  # includes a gap below the stop (filled at the worse open) and "both touched"
+            return min(o, stop), "stop"
+        return target, "target"
+    if o <= target:
+        return o, "target"
+    if h >= stop:
+        return max(o, stop), "stop"
+    return target, "target"
+
+
+def run_backtest(
+    candles: pd.DataFrame,
+    signals: pd.DataFrame,
+    *,
+    fee_rate: float = 0.001,
+    slippage_bps: float = 5,
+    regimes: pd.Series | None = None,
+) -> BacktestResult:
+    """Simulate the signal frame's trades over the candles; see the module docstring for every convention."""
+    _check(candles, signals, regimes)
+    n = len(candles)
+    o, h, lo, c = (candles[k].to_numpy(dtype=np.float64) for k in CANDLE_COLUMNS)
+    # A NaN price would silently never touch a stop; refuse it (the data-quality gate's job upstream).
+    if np.isnan(o).any() or np.isnan(h).any() or np.isnan(lo).any() or np.isnan(c).any():
+        raise ValueError("candles contain NaN prices")
+    raw = signals["direction"].to_numpy(dtype=np.float64)
+    direction = np.sign(np.nan_to_num(raw)).astype(np.int8)
+    stop = signals["stop"].to_numpy(dtype=np.float64)
+    target = signals["target"].to_numpy(dtype=np.float64)
+    slip = slippage_bps / 1e4
+
+    # Valid entries, all at once: every quantity they need is known from the signal bar and the next open.
+    bars = np.flatnonzero(direction[:-1]) if n > 1 else np.empty(0, dtype=np.int64)
+    side = direction[bars].astype(np.float64)
+    fill = o[bars + 1] * (1 + side * slip)
+    with np.errstate(invalid="ignore"):
+        valid = (
+            np.isfinite(stop[bars])
+            & (side * (fill - stop[bars]) > 0)
+            & (~np.isfinite(target[bars]) | (side * (target[bars] - fill) > 0))
+        )
+    entries = bars[valid]
+    opposite = {1: np.flatnonzero(direction == -1), -1: np.flatnonzero(direction == 1)}
+
+    # Per-trade scalar reads through memoryviews: O(1) to create (tolist() of 100k candles costs
+    # more than the whole simulation) and each read is a plain float, ~3x cheaper than numpy indexing.
+    ol, hl, ll, stl, tgl = (memoryview(np.ascontiguousarray(x)) for x in (o, h, lo, stop, target))
+    rows: list[tuple[int, int, int, float, float, str]] = []  # signal bar, entry bar, exit bar, entry, raw exit, why
+    cursor = 0  # first signal bar that may open the next position
+    while True:
+        q = int(entries.searchsorted(cursor))
+        if q == len(entries):
+            break
+        i = int(entries[q])
+        j, sd, st, tg = i + 1, int(direction[i]), stl[i], tgl[i]
+        entry = ol[j] * (1 + sd * slip)
+        opp = opposite[sd]
+        p = int(opp.searchsorted(j))
+        m = int(opp[p]) if p < len(opp) else n  # next opposite signal bar, n = none
+        # A touch up to and including candle m beats the exit at m+1's open.
+        k = _first_touch(h, lo, hl, ll, j, min(m, n - 1) + 1, sd, st, tg)
+        if k >= 0:
+            price, why = _touch_exit(ol[k], hl[k], ll[k], sd, st, tg)
+            rows.append((i, j, k, entry, price, why))
+            cursor = k
+        elif m < n - 1:
+            rows.append((i, j, m + 1, entry, ol[m + 1], "signal"))
+            cursor = m  # the opposite signal itself may open the reverse position
+        else:
+            rows.append((i, j, n - 1, entry, float(c[n - 1]), "end_of_data"))
+            break
+    return _result(candles, signals, regimes, rows, fee_rate, slippage_bps)
+
+
+def _result(
+    candles: pd.DataFrame,
+    signals: pd.DataFrame,
+    regimes: pd.Series | None,
+    rows: list[tuple[int, int, int, float, float, str]],
+    fee_rate: float,
+    slippage_bps: float,
+) -> BacktestResult:
+    index = candles.index
+    start, end = index[0].to_pydatetime(), index[-1].to_pydatetime()
+    sig, ent, ext = (np.array([r[k] for r in rows], dtype=np.int64) for k in range(3))
+    side = np.sign(signals["direction"].to_numpy(dtype=np.float64)[sig])
+    entry = np.array([r[3] for r in rows], dtype=np.float64)
+    exit_ = np.array([r[4] for r in rows], dtype=np.float64) * (1 - side * slippage_bps / 1e4)
+    stop = signals["stop"].to_numpy(dtype=np.float64)[sig]
+    target = signals["target"].to_numpy(dtype=np.float64)[sig]
+    conf = (
+        signals["confidence"].to_numpy(dtype=np.float64)[sig] if "confidence" in signals else np.full(len(sig), np.nan)
+    )
+    # Per unit of capital: gross move of the notional, minus fee on entry notional (1) and exit notional.
+    fees = fee_rate * (1 + exit_ / entry)
+    ret = side * (exit_ / entry - 1) - fees
+    r_mult = (side * (exit_ - entry) - fee_rate * (entry + exit_)) / (side * (entry - stop))
+    equity = np.cumprod(1 + ret)
+    if regimes is None:
+        regime_at: list[str | None] = [None] * len(sig)
+    else:
+        picked = regimes.iloc[sig]
+        regime_at = [None if missing else str(v) for v, missing in zip(picked.tolist(), picked.isna().tolist())]
+    why = [r[5] for r in rows]
+    columns = {
+        "side": side.astype(int).tolist(),
+        "signal_time": list(index[sig].to_pydatetime()),
+        "entry_time": list(index[ent].to_pydatetime()),
+        "entry_price": entry.tolist(),
+        "exit_time": list(index[ext].to_pydatetime()),
+        "exit_price": exit_.tolist(),
+        "stop": stop.tolist(),
+        "target": [t if math.isfinite(t) else None for t in target.tolist()],
+        "exit_reason": why,
+        "is_open": [w == "end_of_data" for w in why],
+        "return_pct": (ret * 100).tolist(),
+        "r_multiple": r_mult.tolist(),
+        "fees_pct": (fees * 100).tolist(),
+        "confidence": np.nan_to_num(conf).tolist(),
+        "regime": regime_at,
+        "signal_bar": sig.tolist(),
+        "entry_bar": ent.tolist(),
+        "exit_bar": ext.tolist(),
+    }
+    # One validation call for the whole list: ~3x cheaper than constructing trades one by one.
+    trades = _TRADES.validate_python([dict(zip(columns, values)) for values in zip(*columns.values())])
+    points = _POINTS.validate_python(
+        [{"time": start, "equity": 1.0}]
+        + [{"time": t, "equity": e} for t, e in zip(columns["exit_time"], equity.tolist(), strict=True)]
+    )
+    return BacktestResult(
+        start=start, end=end, candles=len(index), fee_rate=fee_rate, slippage_bps=slippage_bps,
+        trades=trades, equity=points,
+    )  # fmt: skip
