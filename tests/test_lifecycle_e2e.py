@@ -47,7 +47,9 @@ async def test_parallel_sections_all_survive_the_merge(backend_settings: Setting
     features, levels = outcome.values["features"], outcome.values["levels"]
     assert features.regime is not None and features.structure is not None
     assert levels.support_resistance is not None and levels.fibonacci is not None and levels.confluence is not None
-    assert set(outcome.values["signals"]) == {"ema_trend", "rsi_reversion"}
+    from nodes.strategies import registered_strategies
+
+    assert set(outcome.values["signals"]) == set(registered_strategies())  # one branch per strategy, none lost
     writers = {event.produced_by for event in outcome.values["audit"]}
     assert {"regime", "structure", "support_resistance", "fibonacci", "strategy:ema_trend", "strategy:rsi_reversion"} <= writers
     assert set(features.regime.by_timeframe) == set(backend_settings.timeframes)

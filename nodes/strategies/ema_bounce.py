@@ -1,0 +1,77 @@
+"""Trend pullback: in a trend, a candle dips to the 20-EMA and closes back on the trend's side of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from nodes.strategies import Strategy
+
+SLOPE_BARS = 10
+# The low may stop short of the EMA by this many ATRs and still count as a touch.
+TOUCH_ATR = 0.25
+# A dip deeper than this through the EMA is a break, not a bounce.
+MAX_PIERCE_ATR = 1.0
+STOP_PAD_ATR = 0.5
+REWARD_RISK = 2.0
+# No trend, no pullback to buy: the EMAs of a range cross back and forth.
+MIN_ADX = 20.0
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    high, low, close, fast, slow, atr, adx = (
+        frame[c] for c in ("high", "low", "close", "ema_fast", "ema_slow", "atr", "adx")
+    )
+    trending = adx >= MIN_ADX
+    up = trending & (fast > slow) & (slow.diff(SLOPE_BARS) > 0)
+    down = trending & (fast < slow) & (slow.diff(SLOPE_BARS) < 0)
+    touch_low, touch_high = fast + TOUCH_ATR * atr, fast - TOUCH_ATR * atr
+    # The first touch of a pullback: the previous candle stayed clear of the EMA on the trend's side.
+    came_down = low.shift(1) > touch_low.shift(1)
+    came_up = high.shift(1) < touch_high.shift(1)
+    long = up & came_down & (low <= touch_low) & (low >= fast - MAX_PIERCE_ATR * atr) & (close > fast)
+    short = down & came_up & (high >= touch_high) & (high <= fast + MAX_PIERCE_ATR * atr) & (close < fast)
+    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
+    # Stop beyond the wick that touched the EMA, target REWARD_RISK times that risk.
+    stop = pd.Series(np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan), index=frame.index)
+    risk = (close - stop).abs()
+    span = (high - low).where(high > low)
+    # Rejection: how far the close came back from the touching wick, as a share of the candle's range.
+    rejection = pd.Series(np.select([long, short], [(close - low) / span, (high - close) / span], 0.0), index=frame.index)
+    trend_strength = ((adx - MIN_ADX) / 30).clip(0, 1)
+    confidence = (0.4 + 0.3 * trend_strength.fillna(0) + 0.3 * rejection.fillna(0).clip(0, 1)).where(direction != 0, 0.0)
+    return pd.DataFrame(
+        {
+            "direction": direction,
+            "confidence": confidence.fillna(0.0),
+            "stop": stop.where(direction != 0, close),
+            "target": (close + direction * REWARD_RISK * risk).where(direction != 0, close),
+        }
+    )
+
+
+def explain(row: pd.Series, signal: pd.Series) -> str:
+    if signal["direction"] == 0:
+        return (
+            f"no EMA bounce: low {row['low']:.6g} / high {row['high']:.6g} vs EMA20 {row['ema_fast']:.6g} "
+            f"(EMA50 {row['ema_slow']:.6g}, ATR {row['atr']:.6g}, close {row['close']:.6g})"
+        )
+    if signal["direction"] > 0:
+        wick, side = f"low {row['low']:.6g}", "above"
+    else:
+        wick, side = f"high {row['high']:.6g}", "below"
+    return (
+        f"{wick} touched EMA20 {row['ema_fast']:.6g} (within {TOUCH_ATR} ATR = {TOUCH_ATR * row['atr']:.6g}) and the close "
+        f"{row['close']:.6g} held {side} it, EMA20 {side} EMA50 {row['ema_slow']:.6g}; stop {signal['stop']:.6g} "
+        f"beyond the wick, target {signal['target']:.6g} ({REWARD_RISK:g}R)"
+    )
+
+
+STRATEGY = Strategy(
+    name="ema_bounce",
+    version="1.0.0",
+    kind="momentum",
+    regimes=("TRENDING_UP", "TRENDING_DOWN"),
+    evaluate=evaluate,
+    explain=explain,
+)
