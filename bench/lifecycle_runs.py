@@ -24,6 +24,7 @@ import psycopg
 
 from api.runs import Lifecycles, make_request, new_thread_id
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
+from nodes.strategies import registered_strategies
 from state import Settings
 from tools.storage import open_storage
 from tools.context import build_services
@@ -135,7 +136,8 @@ async def main() -> None:
         with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{database}"')
     try:
-        print(f"{args.runs} runs per row, scenario {args.scenario}, 6 timeframes x 300 candles, 2 strategies, paper broker")
+        pool = len(registered_strategies())
+        print(f"{args.runs} runs per row, scenario {args.scenario}, 6 timeframes x 300 candles, {pool} strategies, paper broker")
         print(f"{'backend':<10} {'durability':<10} {'median ms':>10} {'p95 ms':>9} {'ckpt bytes/run':>15}")
         for backend in backends:
             url = args.postgres_admin_url.rsplit("/", 1)[0] + f"/{database}" if backend == "postgres" else None

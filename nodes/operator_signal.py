@@ -7,7 +7,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
-from state import AnalysisState
 from state.sections import OperatorSignal, Signal
 from tools.context import Services
 
