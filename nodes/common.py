@@ -7,8 +7,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from state import AnalysisState, Settings
-from state.sections import AuditEvent, DecisionSection, EventType, MarketSection, RunRequest
+from state import Settings
+from state.sections import AuditEvent, DecisionSection, EventType, RunRequest
 from tools.context import Services, build_services
 
 # `langgraph dev` runs the graph without our context; it gets default services
@@ -56,7 +56,3 @@ def end_run(
         "decision": decision,
         "audit": [event(node, kind, action, as_of, {"reason": reason, **(detail or {})})],
     }
-
-
-def market_of(state: AnalysisState) -> MarketSection:
-    return state["market"]
