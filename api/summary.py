@@ -44,7 +44,7 @@ def render_outcome(outcome: RunOutcome) -> str:
         lines.append(f"  confluence    {len(levels.confluence.zones)} zones, strongest {top.low:.8g}–{top.high:.8g} (score {top.score})")
     for name, signal in (v.get("signals") or {}).items():
         error = f"  ERROR {signal.error}" if signal.error else ""
-        lines.append(f"  signal        {name:<14} {signal.direction:<5} {signal.confidence:.2f}  {signal.rationale}{error}")
+        lines.append(f"  signal        {name:<16} {signal.direction:<5} {signal.confidence:.2f}  {signal.rationale}{error}")
     if "consensus" in v:
         c = v["consensus"]
         lines.append(f"  consensus     {c.direction} net {c.net_score:+.2f}  {c.reason}")
