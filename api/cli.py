@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import data_cli
+from api import backtest_cli, data_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     history.add_argument("--json", action="store_true")
 
     data_cli.add_parser(sub)
+    backtest_cli.add_parser(sub)
 
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
@@ -76,6 +77,8 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
             action = data_cli.download if args.data_command == "download" else data_cli.import_files
             print(data_cli.render(await action(args, settings, storage)))
             return EXIT_OK
+        if args.command == "backtest":
+            return await backtest_cli.run(args, settings, storage)
         runs = Lifecycles(settings, storage)
         try:
             return await _dispatch(args, runs)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
+
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
@@ -18,6 +20,22 @@ from state.sections import Signal
 from tools.context import Services
 
 NODE = "strategy"
+RECENT_CANDLES = 50
+FLIP_WINDOW = 10
+
+
+def signal_habits(directions: pd.Series) -> tuple[float, float, int]:
+    """(recent onset rate, historical onset rate, side flips lately) of one strategy's signal series.
+
+    Onsets, not active candles: a trend strategy is "on" for every candle of a
+    trend, which is its habit, not an anomaly; starting a new signal every few
+    candles is.
+    """
+    onsets = (directions != 0) & (directions != directions.shift(1))
+    recent = directions.iloc[-FLIP_WINDOW:]
+    sides = recent[recent != 0]
+    flips = int((sides.diff().fillna(0) != 0).sum())
+    return float(onsets.iloc[-RECENT_CANDLES:].mean()), float(onsets.mean()), flips
 
 
 async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -30,6 +48,7 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
         signals = chosen.evaluate(loaded.frame)
         last, row = signals.iloc[-1], loaded.frame.iloc[-1]
         direction = {1: "LONG", -1: "SHORT"}.get(int(last["direction"]), "FLAT")
+        recent_rate, historical_rate, flips = signal_habits(signals["direction"])
         acting = direction != "FLAT"
         signal = Signal(
             as_of=market.as_of,
@@ -45,6 +64,9 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
             timeframe=timeframe,
             rationale=chosen.explain(row, last),
             shadow=chosen.shadow,
+            recent_rate=recent_rate,
+            historical_rate=historical_rate,
+            recent_flips=flips,
         )
     except Exception as error:  # isolation: one broken strategy must not sink the run
         signal = Signal(

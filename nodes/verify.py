@@ -8,12 +8,36 @@ from langgraph.runtime import Runtime
 
 from nodes.common import end_run, event
 from state import AnalysisState
-from state.sections import Check, ConsensusSection, FeaturesSection, VerificationSection, failed_checks, is_finite
+from state.sections import Check, ConsensusSection, FeaturesSection, Signal, VerificationSection, failed_checks, is_finite
 from tools.context import Services
 
 NODE = "verify"
 MIN_REWARD_RISK = 1.0
 OPPOSITE = {"LONG": "TRENDING_DOWN", "SHORT": "TRENDING_UP"}
+# A strategy firing far above its own habit, or changing sides back and forth, is not trusted today.
+RATE_MULTIPLE = 3.0
+RATE_SLACK = 0.04
+MAX_FLIPS = 2
+
+
+def anomaly_checks(consensus: ConsensusSection, signals: dict[str, Signal]) -> list[Check]:
+    checks = []
+    for name in consensus.agreeing:
+        signal = signals.get(name)
+        if signal is None or signal.recent_rate is None or signal.historical_rate is None:
+            continue  # operator signals have no habit to compare with
+        limit = RATE_MULTIPLE * signal.historical_rate + RATE_SLACK
+        checks.append(
+            Check(
+                name=f"signal_rate:{name}",
+                passed=signal.recent_rate <= limit,
+                detail=f"new signals on {signal.recent_rate:.0%} of recent candles vs {signal.historical_rate:.0%} historically (limit {limit:.0%})",
+            )
+        )
+        checks.append(
+            Check(name=f"flip_flop:{name}", passed=(signal.recent_flips or 0) <= MAX_FLIPS, detail=f"{signal.recent_flips} side changes lately")
+        )
+    return checks
 
 
 def signal_checks(consensus: ConsensusSection) -> list[Check]:
@@ -47,7 +71,11 @@ def timeframe_checks(consensus: ConsensusSection, features: FeaturesSection | No
 
 async def verify(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     consensus, market = state["consensus"], state["market"]
-    checks = signal_checks(consensus) + timeframe_checks(consensus, state.get("features"), list(market.timeframes))
+    checks = (
+        signal_checks(consensus)
+        + timeframe_checks(consensus, state.get("features"), list(market.timeframes))
+        + anomaly_checks(consensus, state.get("signals") or {})
+    )
     failed = failed_checks(checks)
     section = VerificationSection(as_of=market.as_of, produced_by=NODE, passed=not failed, checks=checks)
     if failed:

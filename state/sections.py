@@ -170,6 +170,11 @@ class Signal(Section):
     error: str | None = None
     # A shadow version is recorded beside the live one but carries no weight in the consensus.
     shadow: bool = False
+    # How often the strategy starts a new signal lately vs over its whole history, and how often
+    # it flipped side lately: the verifier's anomaly check reads these.
+    recent_rate: float | None = None
+    historical_rate: float | None = None
+    recent_flips: int | None = None
 
 
 class ConsensusSection(Section):

@@ -185,3 +185,27 @@ def test_kelly_proposal_uses_track_records_and_never_exceeds_the_cap() -> None:
     assert performance_factor(StrategyTrackRecord(sharpe=3, win_rate=0.9, payoff=2, trades=5)) == 1.0
     assert performance_factor(StrategyTrackRecord(sharpe=3, win_rate=0.9, payoff=2, trades=50)) == 2.0
     assert performance_factor(poor) == 0.75
+
+
+def test_signal_habits_count_onsets_and_flips_not_active_candles() -> None:
+    from nodes.strategy import signal_habits
+
+    steady_trend = pd.Series([0] * 250 + [1] * 50)
+    recent, historical, flips = signal_habits(steady_trend)
+    assert recent == pytest.approx(1 / 50) and historical == pytest.approx(1 / 300) and flips == 0
+    nervous = pd.Series([0] * 290 + [1, -1, 1, -1, 0, 1, 0, -1, 1, 0])
+    assert signal_habits(nervous)[2] == 6  # sides 1,-1,1,-1,1,-1,1: six changes
+
+
+def test_verification_flags_a_strategy_off_its_habits() -> None:
+    from nodes.verify import anomaly_checks
+    from state.sections import Signal
+
+    def signal(name: str, recent: float, historical: float, flips: int) -> Signal:
+        return Signal(as_of=NOW, produced_by=name, strategy=name, version="1", kind="momentum", direction="LONG", confidence=0.7,
+                      timeframe="1h", rationale="-", recent_rate=recent, historical_rate=historical, recent_flips=flips)
+
+    agreeing = consensus("LONG", 100, 95, 110).model_copy(update={"agreeing": ["calm", "hyper", "nervous"]})
+    signals = {"calm": signal("calm", 0.02, 0.02, 0), "hyper": signal("hyper", 0.30, 0.02, 0), "nervous": signal("nervous", 0.02, 0.02, 4)}
+    failing = [c.name for c in failed_checks(anomaly_checks(agreeing, signals))]
+    assert failing == ["signal_rate:hyper", "flip_flop:nervous"]
