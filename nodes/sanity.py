@@ -20,7 +20,7 @@ from prompts import load_prompt
 from state import AnalysisState
 from state.sections import Check, RunRequest, SanitySection, SanityVerdict, failed_checks
 from tools.context import Services
-from tools.llm import LlmFailure, ask_structured, model_name
+from tools.llm import LLM_BACKOFF_SECONDS, advise, model_name  # noqa: F401  (backoff re-exported for tests)
 from tools.market_data import MarketDataError, MarketInfo, UnknownSymbol
 
 NODE = "sanity"
@@ -30,8 +30,6 @@ ALLOWED_TYPES = {"spot"}
 LEVERAGED_NAME = re.compile(r"^([A-Z0-9]{3,}(UP|DOWN|BULL|BEAR|HEDGE)|[A-Z0-9]{2,}[1-9][LS])$")
 VETO_CONFIDENCE = 0.8
 RULE_CHECKED_CLAIMS = {"leveraged_token", "derivative"}
-# After a failed call, leave the model alone for a while instead of paying a timeout per symbol.
-LLM_BACKOFF_SECONDS = 60.0
 
 
 def symbol_checks(symbol: str) -> list[Check]:
@@ -78,29 +76,20 @@ async def llm_check(request: RunRequest, info: MarketInfo | None, rules: list[Ch
     model = context.llm
     if model is None:
         return Check(name="llm_verdict", passed=None, detail="LLM disabled: rules decided"), {}
-    name = model_name(model)
-    # A model that just failed is left alone for every symbol, not asked once per symbol of a scan.
-    down = context.verdicts.get(("llm-down", name))
-    if down is not None:
-        return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({down}): rules decided"), {"model": name, "cached": True}
-    # The verdict depends on the facts given, so the source and exchange are part of the key.
-    key = ("sanity", request.symbol, name, request.source, request.exchange)
-    cached = context.verdicts.get(key)
-    if cached is not None:
-        verdict, call = cached
-        return judge(verdict, rules), {**call, "cached": True}
     prompt = load_prompt("sanity")
     base, quote = request.symbol.split(":")[0].split("/")
     facts = info.model_dump_json() if info else "none (offline data source)"
     messages = [SystemMessage(prompt.system), HumanMessage(prompt.render_user(symbol=request.symbol, base=base, quote=quote, facts=facts))]
     settings = context.settings
-    try:
-        verdict, call = await ask_structured(model, messages, SanityVerdict, timeout=settings.llm_timeout_seconds, prompt_version=prompt.version)
-    except LlmFailure as failure:
-        context.verdicts.put(("llm-down", name), str(failure), LLM_BACKOFF_SECONDS)
-        return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({failure}): rules decided"), failure.call.model_dump()
-    context.verdicts.put(key, (verdict, call.model_dump()), settings.sanity_cache_seconds)
-    return judge(verdict, rules), call.model_dump()
+    # The verdict depends on the facts given, so the source and exchange are part of the key.
+    key = ("sanity", request.symbol, model_name(model), request.source, request.exchange)
+    verdict, call, failure = await advise(
+        model, context.verdicts, key, messages, SanityVerdict,
+        timeout=settings.llm_timeout_seconds, prompt_version=prompt.version, ttl=settings.sanity_cache_seconds,
+    )
+    if verdict is None:
+        return Check(name="llm_verdict", passed=None, detail=f"LLM unavailable ({failure}): rules decided"), call
+    return judge(verdict, rules), call
 
 
 async def sanity(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
+from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from nodes.common import end_run, event
+from nodes.common import end_run, event, services
+from prompts import load_prompt
 from state import AnalysisState
-from state.sections import Check, ConsensusSection, FeaturesSection, Signal, VerificationSection, failed_checks, is_finite
+from state.sections import (
+    Check,
+    ConsensusSection,
+    FeaturesSection,
+    RationaleAudit,
+    Signal,
+    VerificationSection,
+    failed_checks,
+    is_finite,
+)
 from tools.context import Services
+from tools.llm import advise
 
 NODE = "verify"
 MIN_REWARD_RISK = 1.0
@@ -18,6 +32,8 @@ OPPOSITE = {"LONG": "TRENDING_DOWN", "SHORT": "TRENDING_UP"}
 RATE_MULTIPLE = 3.0
 RATE_SLACK = 0.04
 MAX_FLIPS = 2
+VETO_CONFIDENCE = 0.8  # the LLM may object, never approve, and only when it is sure
+NUMBER = re.compile(r"\d")
 
 
 def anomaly_checks(consensus: ConsensusSection, signals: dict[str, Signal]) -> list[Check]:
@@ -69,16 +85,53 @@ def timeframe_checks(consensus: ConsensusSection, features: FeaturesSection | No
     return [Check(name="higher_timeframes", passed=not against, detail=detail)]
 
 
+def rule_rationale_check(consensus: ConsensusSection, signals: dict[str, Signal], why: str) -> Check:
+    """Without the LLM: every agreeing strategy must state evidence with figures in it."""
+    vague = [n for n in consensus.agreeing if n in signals and not (len(signals[n].rationale) >= 20 and NUMBER.search(signals[n].rationale))]
+    detail = f"rules ({why}): " + (f"no figures in {', '.join(vague)}" if vague else "every rationale names its evidence")
+    return Check(name="rationale_audit", passed=not vague, detail=detail)
+
+
+async def rationale_check(state: AnalysisState, context: Services) -> tuple[Check, dict[str, Any]]:
+    consensus, request = state["consensus"], state["request"]
+    signals = state.get("signals") or {}
+    if context.llm is None:
+        return rule_rationale_check(consensus, signals, "LLM disabled"), {}
+    prompt = load_prompt("rationale_audit")
+    evidence = "\n".join(f"- {n}: {signals[n].rationale}" for n in consensus.agreeing if n in signals)
+    target = consensus.targets[0] if consensus.targets else None
+    user = prompt.render_user(
+        symbol=request.symbol, direction=consensus.direction, timeframe=consensus.timeframe,
+        entry=f"{consensus.entry}", stop=f"{consensus.stop}", target=f"{target}", evidence=evidence,
+    )
+    key = ("rationale", hashlib.sha256(user.encode()).hexdigest())
+    audit, call, failure = await advise(
+        context.llm, context.verdicts, key, [SystemMessage(prompt.system), HumanMessage(user)], RationaleAudit,
+        timeout=context.settings.llm_timeout_seconds, prompt_version=prompt.version, ttl=context.settings.sanity_cache_seconds,
+    )
+    if audit is None:
+        return rule_rationale_check(consensus, signals, f"LLM unavailable: {failure}"), call
+    said = f"{'consistent' if audit.consistent else 'inconsistent'} ({audit.confidence:.2f}): {'; '.join(audit.concerns) or 'no concerns'}"
+    if audit.consistent:
+        return Check(name="rationale_audit", passed=True, detail=said), call
+    if audit.confidence >= VETO_CONFIDENCE:
+        return Check(name="rationale_audit", passed=False, detail=f"veto: {said}"), call
+    return Check(name="rationale_audit", passed=None, detail=f"advisory, low confidence: {said}"), call
+
+
 async def verify(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     consensus, market = state["consensus"], state["market"]
+    rationale, llm_call = await rationale_check(state, services(runtime, state["request"]))
     checks = (
         signal_checks(consensus)
         + timeframe_checks(consensus, state.get("features"), list(market.timeframes))
         + anomaly_checks(consensus, state.get("signals") or {})
+        + [rationale]
     )
     failed = failed_checks(checks)
     section = VerificationSection(as_of=market.as_of, produced_by=NODE, passed=not failed, checks=checks)
     if failed:
         reason = "verification failed: " + "; ".join(f"{c.name} ({c.detail})" for c in failed)
-        return end_run(NODE, "HOLD", reason, market.as_of, kind="VERIFIED_SIG", verification=section)
-    return {"verification": section, "audit": [event(NODE, "VERIFIED_SIG", "PASS", market.as_of, {"checks": len(checks)})]}
+        return end_run(NODE, "HOLD", reason, market.as_of, kind="VERIFIED_SIG", detail={"llm_call": llm_call}, verification=section)
+    detail = {"checks": len(checks), "llm_call": llm_call}
+    return {"verification": section, "audit": [event(NODE, "VERIFIED_SIG", "PASS", market.as_of, detail)]}

@@ -195,6 +195,16 @@ class ConsensusSection(Section):
     kelly_fraction: float | None = None  # quarter-Kelly risk proposal, capped; risk takes the smaller
 
 
+class RationaleAudit(Model):
+    """The LLM's reading of the agreeing strategies' evidence; advisory, it can only object."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    consistent: bool
+    concerns: list[str] = Field(default_factory=list, max_length=10)
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
 class StrategyTrackRecord(Model):
     """A strategy version's backtested trailing performance, kept in the graph's store."""
 

@@ -394,3 +394,40 @@ def test_a_self_contradicting_answer_cannot_veto() -> None:
     rules = symbol_checks("BTC/USDT")
     check = judge(SanityVerdict(tradable=False, category="ok", reason="fine", confidence=0.99), rules)
     assert check.passed is None and "contradicts itself" in check.detail
+
+
+# --- the verifier's rationale audit: the same guarded LLM path --------------------------------
+def rationale(consistent: bool, confidence: float, concern: str = "price sits below the EMA for a LONG") -> str:
+    return json.dumps({"consistent": consistent, "concerns": [] if consistent else [concern], "confidence": confidence})
+
+
+async def verification_of(settings: Settings, model: Any) -> tuple[dict[str, Any], Any]:
+    request = make_request(settings, "BTC/USDT", scenario="uptrend", as_of=datetime(2026, 11, 20, 13, 37, tzinfo=UTC))
+    services = dataclasses.replace(build_services(settings, request), llm=model)
+    final = await build_graph().ainvoke({"request": request}, context=services)
+    check = next(c for c in final["verification"].checks if c.name == "rationale_audit")
+    return final, check
+
+
+async def test_rationale_audit_veto_holds_and_records_the_call(settings: Settings) -> None:
+    # The first answer goes to the sanity agent, the second to the rationale audit.
+    final, check = await verification_of(settings, fake(TRADABLE, rationale(False, 0.9)))
+    assert final["decision"].action == "HOLD" and final["decision"].stage == "verify"
+    assert check.passed is False and "veto" in check.detail and "below the EMA" in check.detail
+    verify_event = next(e for e in final["audit"] if e.produced_by == "verify")
+    assert verify_event.detail["llm_call"]["prompt_version"] == "rationale_audit@1"
+
+
+async def test_rationale_audit_can_only_object(settings: Settings) -> None:
+    final, check = await verification_of(settings, fake(TRADABLE, rationale(True, 0.99)))
+    assert check.passed is True and final["decision"].action == "BUY"
+    final, check = await verification_of(settings, fake(TRADABLE, rationale(False, 0.5)))
+    assert check.passed is None and check.detail.startswith("advisory") and final["decision"].action == "BUY"
+
+
+async def test_rationale_audit_falls_back_to_rules_when_the_model_fails(settings: Settings) -> None:
+    final, check = await verification_of(settings, fake(TRADABLE, "no json here"))
+    assert check.detail.startswith("rules (LLM unavailable") and check.passed is True
+    assert final["decision"].action == "BUY"
+    final, check = await verification_of(settings, None)
+    assert check.detail.startswith("rules (LLM disabled)")

@@ -18,6 +18,7 @@ from langchain_core.messages import BaseMessage
 from pydantic import BaseModel, ValidationError
 
 from state import Settings
+from tools.ttl_cache import TtlCache
 
 SchemaT = TypeVar("SchemaT", bound=BaseModel)
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -93,3 +94,39 @@ async def ask_structured(
         call = record("invalid_output", usage)
         raise LlmFailure(f"answer outside the schema: {error.errors()[0]['msg']}", call) from error
     return answer, record("ok", usage)
+
+
+LLM_BACKOFF_SECONDS = 60.0
+
+
+async def advise(
+    model: BaseChatModel,
+    verdicts: TtlCache,
+    key: tuple,
+    messages: list[BaseMessage],
+    schema: type[SchemaT],
+    *,
+    timeout: float,
+    prompt_version: str,
+    ttl: float,
+) -> tuple[SchemaT | None, dict, str | None]:
+    """(answer, call figures for the audit, why there is no answer) with caching and a per-model backoff.
+
+    A model that just failed is left alone for every caller for a minute rather
+    than paying a timeout per symbol; answers are reused for `ttl` seconds.
+    """
+    name = model_name(model)
+    down = verdicts.get(("llm-down", name))
+    if down is not None:
+        return None, {"model": name, "cached": True}, str(down)
+    cached = verdicts.get(key)
+    if cached is not None:
+        answer, call = cached
+        return answer, {**call, "cached": True}, None
+    try:
+        answer, call = await ask_structured(model, messages, schema, timeout=timeout, prompt_version=prompt_version)
+    except LlmFailure as failure:
+        verdicts.put(("llm-down", name), str(failure), LLM_BACKOFF_SECONDS)
+        return None, failure.call.model_dump(), str(failure)
+    verdicts.put(key, (answer, call.model_dump()), ttl)
+    return answer, call.model_dump(), None
