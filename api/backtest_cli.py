@@ -51,7 +51,13 @@ from nodes.strategies import Strategy, registered_strategies
 from state import Settings
 from state.sections import StrategyTrackRecord
 from tools.backtest import BacktestResult, EquityPoint, Trade, run_backtest
-from tools.backtest_metrics import Metrics, by_regime, monte_carlo_drawdown, trade_metrics, walk_forward
+from tools.backtest_metrics import (
+    Metrics,
+    by_regime,
+    monte_carlo_drawdown,
+    trade_metrics,
+    walk_forward,
+)
 from tools.indicators import enrich
 from tools.market_data.builtin import BuiltinSource
 from tools.market_data.files import FileSource
@@ -194,17 +200,6 @@ def track_record(trades: list[Trade]) -> StrategyTrackRecord | None:
     return StrategyTrackRecord(sharpe=sharpe, win_rate=float((r > 0).mean()), payoff=payoff, trades=int(r.size))
 
 
-async def _close_pending_transaction(storage: Storage) -> None:
-    """Work around the SQLite store: right after `open_storage` its shared connection is still inside the
-    implicit transaction its setup opened, and the store's own BEGIN then fails ("cannot start a
-    transaction within a transaction"). Committing that leftover first is harmless. Postgres: no-op."""
-    conn = getattr(storage.store, "conn", None)
-    lock = getattr(storage.store, "lock", None)
-    if conn is not None and lock is not None and getattr(conn, "in_transaction", False):
-        async with lock:
-            await conn.commit()
-
-
 def _dump(model: Any) -> Any:
     return json.loads(model.model_dump_json())
 
@@ -275,7 +270,6 @@ async def run(args: argparse.Namespace, settings: Settings, storage: Storage) ->
         reports.append(Report(name, versions.get(name), pooled_result([r for _, r in pairs]), per_symbol))
 
     persisted = []
-    await _close_pending_transaction(storage)
     for report in reports:
         if report.version is None:
             continue

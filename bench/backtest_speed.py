@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from api.backtest_cli import ensemble_signals, regime_labels, select_strategies
 from tools.backtest import run_backtest
@@ -21,10 +20,9 @@ from tools.market_data.builtin import BuiltinSource
 
 CANDLES = 365 * 288  # 105,120 five-minute candles
 UNTIL = datetime(2026, 11, 20, tzinfo=UTC)
-T = TypeVar("T")
 
 
-def timed(action: Callable[[], T]) -> tuple[T, float]:
+def timed[T](action: Callable[[], T]) -> tuple[T, float]:
     start = time.perf_counter()
     value = action()
     return value, time.perf_counter() - start

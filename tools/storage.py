@@ -66,6 +66,8 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
         store = AsyncSqliteStore(connection)
         store.lock = saver.lock  # one connection, one lock: statements never interleave transactions
         await store.setup()
+        # Setup can leave an implicit transaction open; the store's own BEGIN would then fail.
+        await connection.commit()
         yield Storage(checkpointer=saver, candles=candles, store=store)
     finally:
         await connection.close()
