@@ -17,11 +17,23 @@ from nodes.common import event, services
 from nodes.strategies import registered_strategies
 from state import StrategyTask
 from state.sections import Signal
+from tools.backtest import run_backtest
 from tools.context import Services
 
 NODE = "strategy"
 RECENT_CANDLES = 50
 FLIP_WINDOW = 10
+
+
+def analogs(frame: pd.DataFrame, signals: pd.DataFrame, side: int, fee_rate: float, slippage_bps: float) -> tuple[int, float | None, float | None]:
+    """(closed past trades in today's direction, their win rate, the win rate of all closed past trades)."""
+    closed = [t for t in run_backtest(frame, signals, fee_rate=fee_rate, slippage_bps=slippage_bps).trades if not t.is_open]
+    same = [t for t in closed if t.side == side]
+
+    def rate(trades: list) -> float | None:
+        return sum(t.return_pct > 0 for t in trades) / len(trades) if trades else None
+
+    return len(same), rate(same), rate(closed)
 
 
 def signal_habits(directions: pd.Series) -> tuple[float, float, int]:
@@ -48,8 +60,12 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
         signals = chosen.evaluate(loaded.frame)
         last, row = signals.iloc[-1], loaded.frame.iloc[-1]
         direction = {1: "LONG", -1: "SHORT"}.get(int(last["direction"]), "FLAT")
-        recent_rate, historical_rate, flips = signal_habits(signals["direction"])
         acting = direction != "FLAT"
+        recent_rate, historical_rate, flips = signal_habits(signals["direction"])
+        settings = services(runtime, request).settings
+        analog_count, analog_rate, overall_rate = (
+            analogs(loaded.frame, signals, int(last["direction"]), settings.fee_rate, settings.slippage_bps) if acting else (None, None, None)
+        )
         signal = Signal(
             as_of=market.as_of,
             produced_by=produced_by,
@@ -67,6 +83,9 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
             recent_rate=recent_rate,
             historical_rate=historical_rate,
             recent_flips=flips,
+            analog_trades=analog_count,
+            analog_win_rate=analog_rate,
+            overall_win_rate=overall_rate,
         )
     except Exception as error:  # isolation: one broken strategy must not sink the run
         signal = Signal(

@@ -32,6 +32,8 @@ OPPOSITE = {"LONG": "TRENDING_DOWN", "SHORT": "TRENDING_UP"}
 RATE_MULTIPLE = 3.0
 RATE_SLACK = 0.04
 MAX_FLIPS = 2
+MIN_ANALOGS = 5
+ANALOG_FLOOR = 0.5  # analogs winning less than half as often as the strategy's norm
 VETO_CONFIDENCE = 0.8  # the LLM may object, never approve, and only when it is sure
 NUMBER = re.compile(r"\d")
 
@@ -53,7 +55,17 @@ def anomaly_checks(consensus: ConsensusSection, signals: dict[str, Signal]) -> l
         checks.append(
             Check(name=f"flip_flop:{name}", passed=(signal.recent_flips or 0) <= MAX_FLIPS, detail=f"{signal.recent_flips} side changes lately")
         )
+        checks.append(analog_check(name, signal))
     return checks
+
+
+def analog_check(name: str, signal: Signal) -> Check:
+    """Past setups like today's (same strategy, same direction, this chart) must not do far worse than its norm."""
+    count, rate, norm = signal.analog_trades or 0, signal.analog_win_rate, signal.overall_win_rate
+    if count < MIN_ANALOGS or rate is None or not norm:
+        return Check(name=f"analogs:{name}", passed=None, detail=f"{count} past setups: too few to judge")
+    detail = f"{rate:.0%} of {count} past {signal.direction} setups won vs {norm:.0%} for all its signals"
+    return Check(name=f"analogs:{name}", passed=rate >= ANALOG_FLOOR * norm, detail=detail)
 
 
 def signal_checks(consensus: ConsensusSection) -> list[Check]:

@@ -175,6 +175,10 @@ class Signal(Section):
     recent_rate: float | None = None
     historical_rate: float | None = None
     recent_flips: int | None = None
+    # Historical analogs: how this strategy's past signals on this chart played out (backtested).
+    analog_trades: int | None = None
+    analog_win_rate: float | None = None  # past signals in today's direction
+    overall_win_rate: float | None = None  # all its past signals: the norm
 
 
 class ConsensusSection(Section):

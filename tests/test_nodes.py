@@ -209,3 +209,33 @@ def test_verification_flags_a_strategy_off_its_habits() -> None:
     signals = {"calm": signal("calm", 0.02, 0.02, 0), "hyper": signal("hyper", 0.30, 0.02, 0), "nervous": signal("nervous", 0.02, 0.02, 4)}
     failing = [c.name for c in failed_checks(anomaly_checks(agreeing, signals))]
     assert failing == ["signal_rate:hyper", "flip_flop:nervous"]
+
+
+def test_historical_analogs_far_below_the_norm_fail_verification() -> None:
+    from nodes.verify import analog_check
+    from state.sections import Signal
+
+    def signal(trades: int, rate: float | None, norm: float | None) -> Signal:
+        return Signal(as_of=NOW, produced_by="s", strategy="s", version="1", kind="momentum", direction="LONG", confidence=0.7,
+                      timeframe="1h", rationale="-", analog_trades=trades, analog_win_rate=rate, overall_win_rate=norm)
+
+    assert analog_check("s", signal(8, 0.50, 0.55)).passed is True
+    assert analog_check("s", signal(8, 0.20, 0.55)).passed is False
+    assert analog_check("s", signal(3, 0.00, 0.55)).passed is None  # too few to judge
+    assert analog_check("s", signal(8, 0.20, None)).passed is None
+
+
+async def test_analogs_come_from_backtesting_the_strategys_own_history() -> None:
+    from nodes.strategy import analogs
+    from nodes.strategies import registered_strategies
+    from tools.indicators import enrich
+    from tools.market_data.builtin import BuiltinSource
+
+    frame = enrich(BuiltinSource("volatile").candles("SOL/USDT", "1h", until=NOW, limit=300))
+    signals = registered_strategies()["ema_trend"].evaluate(frame)
+    longs, long_rate, overall = analogs(frame, signals, 1, 0.001, 5)
+    shorts, short_rate, _ = analogs(frame, signals, -1, 0.001, 5)
+    assert longs + shorts > 0 and 0.0 <= (overall or 0.0) <= 1.0
+    if longs and shorts and long_rate is not None and short_rate is not None:
+        # The overall rate is the trade-weighted mix of the two sides.
+        assert overall == pytest.approx((long_rate * longs + short_rate * shorts) / (longs + shorts))
