@@ -68,7 +68,8 @@ def analog_check(name: str, signal: Signal) -> Check:
     return Check(name=f"analogs:{name}", passed=rate >= ANALOG_FLOOR * norm, detail=detail)
 
 
-def signal_checks(consensus: ConsensusSection) -> list[Check]:
+def signal_checks(consensus: ConsensusSection | Signal) -> list[Check]:
+    """Structure of a consensus or of one signal: finite levels, confidence range, stop and target sides."""
     entry, stop = consensus.entry, consensus.stop
     target = consensus.targets[0] if consensus.targets else None
     if not is_finite(entry, stop, target):
@@ -134,10 +135,20 @@ async def rationale_check(state: AnalysisState, context: Services) -> tuple[Chec
 async def verify(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     consensus, market = state["consensus"], state["market"]
     rationale, llm_call = await rationale_check(state, services(runtime, state["request"]))
+    signals = state.get("signals") or {}
+    # Every agreeing signal is validated on its own, not only the consensus built from the lead one.
+    each = [
+        check.model_copy(update={"name": f"{check.name}:{name}"})
+        for name in consensus.agreeing
+        if name in signals
+        for check in signal_checks(signals[name])
+        if check.name != "reward_risk"  # a supporting signal's own target may be modest; the trade's is checked
+    ]
     checks = (
         signal_checks(consensus)
+        + each
         + timeframe_checks(consensus, state.get("features"), list(market.timeframes))
-        + anomaly_checks(consensus, state.get("signals") or {})
+        + anomaly_checks(consensus, signals)
         + [rationale]
     )
     failed = failed_checks(checks)

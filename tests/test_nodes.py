@@ -239,3 +239,49 @@ async def test_analogs_come_from_backtesting_the_strategys_own_history() -> None
     if longs and shorts and long_rate is not None and short_rate is not None:
         # The overall rate is the trade-weighted mix of the two sides.
         assert overall == pytest.approx((long_rate * longs + short_rate * shorts) / (longs + shorts))
+
+
+def test_each_agreeing_signal_is_validated_on_its_own() -> None:
+    from state.sections import Signal
+
+    bad = Signal(as_of=NOW, produced_by="x", strategy="x", version="1", kind="momentum", direction="LONG", confidence=0.6,
+                 entry=100, stop=104, targets=[110], timeframe="1h", rationale="stop above a long entry")
+    assert [c.name for c in failed_checks(signal_checks(bad))] == ["stop_side", "reward_risk"]
+
+
+def agg_signal(name: str, kind: str, direction: str, confidence: float) -> "Signal":
+    from state.sections import Signal
+
+    return Signal(as_of=NOW, produced_by=name, strategy=name, version="1", kind=kind, direction=direction, confidence=confidence,
+                  entry=100, stop=95, targets=[110], timeframe="1h", rationale="figures 1")
+
+
+def test_aggregator_weights_follow_the_regime() -> None:
+    from nodes.aggregate import weigh
+
+    signals = {"trend": agg_signal("trend", "momentum", "LONG", 0.8), "fade": agg_signal("fade", "oscillator", "SHORT", 0.8)}
+    trending = weigh(signals, "TRENDING_UP", {})
+    ranging = weigh(signals, "RANGING", {})
+    assert trending[0] == {"trend": 1.5, "fade": 0.5} and trending[2] == pytest.approx((1.2 - 0.4) / 2.0)
+    assert ranging[0] == {"trend": 0.5, "fade": 1.5} and ranging[2] == pytest.approx((0.4 - 1.2) / 2.0)
+    # A strong track record doubles a strategy's say.
+    assert weigh(signals, "RANGING", {"trend": 2.0})[0]["trend"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "signals,direction,reason",
+    [
+        ([("a", "LONG", 0.8), ("b", "LONG", 0.7), ("c", "FLAT", 0.0)], "LONG", "2 strategies agree"),
+        ([("a", "LONG", 0.9), ("b", "FLAT", 0.0)], "FLAT", "only 1 strategy for LONG"),
+        ([("a", "LONG", 0.8), ("b", "LONG", 0.8), ("c", "SHORT", 0.6)], "FLAT", "strong signals disagree"),
+        ([("a", "LONG", 0.3), ("b", "FLAT", 0.0), ("c", "FLAT", 0.0), ("d", "FLAT", 0.0)], "FLAT", "no edge"),
+        ([], "FLAT", "no strategy produced a usable signal"),
+    ],
+)
+def test_aggregator_conflict_and_two_agree_rules(signals, direction: str, reason: str) -> None:
+    from nodes.aggregate import verdict, weigh
+
+    healthy = {n: agg_signal(n, "momentum", d, c) for n, d, c in signals}
+    net = weigh(healthy, "TRENDING_UP", {})[2]
+    got_direction, got_reason = verdict(healthy, net)
+    assert got_direction == direction and reason in got_reason
