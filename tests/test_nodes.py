@@ -12,7 +12,7 @@ from nodes.fibonacci import retracement
 from nodes.sanity import symbol_checks
 from nodes.strategies import registered_strategies
 from nodes.verify import signal_checks
-from state.sections import ConsensusSection, failed_checks
+from state.sections import ConsensusSection, Signal, failed_checks
 from tools.brokers import BracketRequest, PaperBroker
 from tools.execution_ids import client_order_id
 from tools.pivots import cluster_prices, label_sequence, swing_pivots
