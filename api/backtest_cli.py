@@ -82,7 +82,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--strategies", help="comma-separated names (default: every registered, non-shadow strategy)")
     bt.add_argument("--since", type=datetime.fromisoformat, help="first candle (ISO time, UTC)")
     bt.add_argument("--until", type=datetime.fromisoformat, help="last moment (ISO time, UTC; default now)")
-    bt.add_argument("--walk-forward", type=int, default=0, metavar="N", help="add N walk-forward folds")
+    bt.add_argument(
+        "--walk-forward", type=int, nargs="?", const=4, default=0, metavar="N", help="add walk-forward folds (default 4)"
+    )
     bt.add_argument("--monte-carlo", type=int, default=0, metavar="N", help="add N Monte Carlo reshuffles of the trades")
     bt.add_argument("--json", action="store_true", help="print one JSON document")
 
