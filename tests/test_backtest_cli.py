@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from api.backtest_cli import ENSEMBLE, ensemble_signals, select_strategies
 from nodes.aggregate import TRACK_RECORD_NAMESPACE
 from state import Settings
 from state.sections import StrategyTrackRecord
+from tests.test_cli_data import aitrader
 from tests.test_ingestion import market_files
 from tools.storage import open_storage
 
@@ -27,15 +26,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     variables["AITRADER_LLM_ENABLED"] = "false"
     market_files(tmp_path / "data")
     return variables
-
-
-async def aitrader(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api.cli", *args, env=env, cwd=env["AITRADER_HOME"].rsplit("/", 1)[0],
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    return process.returncode, out.decode(), err.decode()
 
 
 def backtest_args(tmp_path: Path, *extra: str) -> list[str]:

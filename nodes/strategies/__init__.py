@@ -39,6 +39,19 @@ class Strategy:
         return f"{self.name}@{self.version}" if self.shadow else self.name
 
 
+def signal_frame(direction: pd.Series, confidence: pd.Series, stop: pd.Series, target: pd.Series, close: pd.Series) -> pd.DataFrame:
+    """The one shape every strategy returns; flat candles carry no confidence and no levels (close)."""
+    acting = direction != 0
+    return pd.DataFrame(
+        {
+            "direction": direction,
+            "confidence": confidence.where(acting, 0.0).fillna(0.0),
+            "stop": stop.where(acting, close),
+            "target": target.where(acting, close),
+        }
+    )
+
+
 @cache
 def registered_strategies() -> dict[str, Strategy]:
     found: dict[str, Strategy] = {}

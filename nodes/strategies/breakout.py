@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 RANGE_BARS = 20
 # A squeeze: band width in the lowest SQUEEZE_PCT of its last WIDTH_WINDOW values...
@@ -44,14 +44,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     strength = pd.Series(np.select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0), index=frame.index)
     tightness = (1 - tightest / SQUEEZE_PCT).clip(0, 1)
     confidence = (0.4 + 0.3 * strength.fillna(0).clip(0, 1) + 0.3 * tightness.fillna(0)).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": stop.where(direction != 0, close),
-            "target": target.where(direction != 0, close),
-        }
-    )
+    return signal_frame(direction, confidence, stop, target, close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 from tools.pivots import swing_pivots
 
 # Three candles each side: width-2 pivots are every minor wiggle, and their sweeps are noise.
@@ -55,14 +55,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     rejection = pd.Series(np.select([long, short], [(close - low) / span, (high - close) / span], 0.0), index=frame.index)
     calmness = ((MAX_ADX - adx) / 15).clip(0, 1)
     confidence = (0.4 + 0.3 * rejection.fillna(0).clip(0, 1) + 0.3 * calmness.fillna(0)).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": stop.where(direction != 0, close),
-            "target": target.where(direction != 0, close),
-        }
-    )
+    return signal_frame(direction, confidence, stop, target, close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:
