@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 SLOPE_BARS = 10
 # The low may stop short of the EMA by this many ATRs and still count as a touch.
@@ -40,14 +40,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     rejection = pd.Series(np.select([long, short], [(close - low) / span, (high - close) / span], 0.0), index=frame.index)
     trend_strength = ((adx - MIN_ADX) / 30).clip(0, 1)
     confidence = (0.4 + 0.3 * trend_strength.fillna(0) + 0.3 * rejection.fillna(0).clip(0, 1)).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": stop.where(direction != 0, close),
-            "target": (close + direction * REWARD_RISK * risk).where(direction != 0, close),
-        }
-    )
+    return signal_frame(direction, confidence, stop, close + direction * REWARD_RISK * risk, close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 MIN_ADX = 20.0
 SLOPE_BARS = 10
@@ -24,14 +24,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     # EMA separation measured in ATRs, so it means the same on every price scale.
     separation = ((fast - slow).abs() / atr).clip(0, 2) / 2
     confidence = (0.4 + 0.3 * trend_strength + 0.3 * separation).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": close - direction * STOP_ATR * atr,
-            "target": close + direction * TARGET_ATR * atr,
-        }
-    )
+    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr, close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

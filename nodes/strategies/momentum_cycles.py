@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pandas_ta as ta
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 FAST, SLOW, SIGNAL = 12, 26, 9
 CYCLE_BARS = 10
@@ -49,14 +49,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     swing = pd.Series(np.select([long, short], [-trough, peak], 0.0), index=frame.index)
     depth = (swing / (4 * SWING_ATR)).clip(0, 1)
     confidence = (0.4 + 0.3 * rsi_push.fillna(0) + 0.3 * depth.fillna(0)).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": close - direction * STOP_ATR * atr,
-            "target": close + direction * TARGET_ATR * atr,
-        }
-    )
+    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr, close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

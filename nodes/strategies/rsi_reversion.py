@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 OVERSOLD = 30.0
 OVERBOUGHT = 70.0
@@ -24,14 +24,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
         np.select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0), index=frame.index
     ).clip(0, 1)
     confidence = (0.4 + 0.6 * extremity).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": close - direction * STOP_ATR * atr,
-            "target": frame["bb_mid"],
-        }
-    )
+    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, frame["bb_mid"], close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

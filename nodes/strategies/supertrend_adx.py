@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pandas_ta as ta
 
-from nodes.strategies import Strategy
+from nodes.strategies import Strategy, signal_frame
 
 LENGTH = 10
 MULTIPLIER = 3.0
@@ -43,16 +43,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     strength = ((adx - MIN_ADX) / 30).clip(0, 1)
     settled = (held / SETTLED_BARS).clip(0, 1)
     confidence = (0.4 + 0.35 * strength.fillna(0) + 0.25 * settled.fillna(0)).where(direction != 0, 0.0)
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.fillna(0.0),
-            "stop": line.where(direction != 0, close),
-            "target": (close + direction * np.maximum(TARGET_ATR * atr, MIN_REWARD_RISK * (close - line).abs())).where(
-                direction != 0, close
-            ),
-        }
-    )
+    return signal_frame(direction, confidence, line, close + direction * np.maximum(TARGET_ATR * atr, MIN_REWARD_RISK * (close - line).abs()), close)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:
