@@ -48,6 +48,7 @@ from state.base import (  # noqa: F401  re-exported with the analysis sections
     Regime,
     Section,
 )
+from state.portfolio import Order, Position  # noqa: F401  re-exported: orders appear in the orders section
 from state.settings import KNOWN_TIMEFRAMES, ApprovalMode, DataSource
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{2,10}(:[A-Z0-9]{2,10})?$")
@@ -89,6 +90,8 @@ class RunRequest(Model):
     approval_mode: ApprovalMode = "observe"
     as_of: datetime | None = Field(default=None, description="Decide at this moment; None = now.")
     operator_signals: list[OperatorSignal] = Field(default_factory=list, max_length=10)
+    # "live" also needs AITRADER_LIVE_TRADING=true and keys; replays and forks trade on paper regardless.
+    broker: Literal["paper", "live"] = "paper"
 
     @field_validator("symbol")
     @classmethod
@@ -223,6 +226,24 @@ class VerificationSection(Section):
     checks: list[Check]
 
 
+class RiskAssessment(Model):
+    """What the risk rules decided and every figure they decided on (fractions are of equity)."""
+
+    approved: bool
+    checks: list[Check]
+    quantity: float | None = None
+    notional: float | None = None
+    risk_amount: float | None = None
+    risk_fraction: float | None = None  # the fraction finally risked, after every multiplier
+    heat_before: float | None = None
+    heat_after: float | None = None
+    # Why the size is what it is: volatility, correlation, heat and exposure room, each in (0, 1].
+    multipliers: dict[str, float] = {}
+    # Notional after the trade: "symbol:BTC/USDT", "tag:meme", "direction:buy".
+    exposure_after: dict[str, float] = {}
+    drawdowns: dict[str, float] = {}
+
+
 class RiskSection(Section):
     approved: bool
     checks: list[Check]
@@ -235,33 +256,35 @@ class RiskSection(Section):
     risk_amount: float | None = None
     risk_fraction: float | None = None
     equity: float
+    heat_before: float | None = None
+    heat_after: float | None = None
+    multipliers: dict[str, float] = {}
+    exposure_after: dict[str, float] = {}
+    drawdowns: dict[str, float] = {}
+    tags: list[str] = []
+    # Agreeing strategy versions with no live trade yet: the threshold approval mode asks a human.
+    first_trade_strategies: list[str] = []
+    decided_at: datetime | None = None  # wall time: a pending approval expires counted from here
 
 
 class ApprovalSection(Section):
     mode: ApprovalMode
     required: bool
-    status: Literal["auto_approved", "approved", "rejected", "modified"]
+    status: Literal["auto_approved", "approved", "rejected", "modified", "expired"]
     by: str
     at: datetime
     reason: str
     quantity: float
-
-
-class Order(Model):
-    client_order_id: str
-    role: Literal["entry", "stop_loss", "take_profit"]
-    side: Literal["buy", "sell"]
-    type: Literal["market", "limit", "stop"]
-    quantity: float
-    price: float | None
-    status: Literal["open", "filled", "cancelled", "rejected"]
-    fill_price: float | None = None
-    fee: float = 0.0
+    stop: float | None = None  # a stop the operator widened; None = the one risk sized
+    # Every order of the approved bracket derives from this: thread + the approval task, stable
+    # across interrupt, resume, retry and a crashed-and-restarted process.
+    order_key: str | None = None
 
 
 class OrdersSection(Section):
     broker: str
     orders: list[Order]
+    position: Position | None = None
 
 
 class ApprovalRequest(Model):
@@ -279,6 +302,12 @@ class ApprovalRequest(Model):
     reasons: list[str]
     strategies: list[str]
     regime: str | None
+    reference_price: float | None = None  # the last price the decision saw; drift is measured from it
+    expires_at: datetime | None = None
+    risk_fraction: float | None = None
+    heat_after: float | None = None
+    consensus: str = ""  # the aggregator's reason
+    checks: list[Check] = []  # verification and risk checks, the evidence behind the proposal
 
 
 class ApprovalResponse(Model):
@@ -287,12 +316,13 @@ class ApprovalResponse(Model):
     action: Literal["approve", "reject", "modify"]
     by: str = Field(default="operator", min_length=1, max_length=100)
     reason: str = Field(default="", max_length=1000)
-    quantity: float | None = Field(default=None, gt=0)
+    quantity: float | None = Field(default=None, gt=0)  # modify: a smaller size
+    stop: float | None = Field(default=None, gt=0)  # modify: a wider stop, re-checked by risk
 
     @model_validator(mode="after")
-    def _modify_needs_quantity(self) -> ApprovalResponse:
-        if self.action == "modify" and self.quantity is None:
-            raise ValueError("modify needs a quantity")
+    def _modify_needs_a_change(self) -> ApprovalResponse:
+        if self.action == "modify" and self.quantity is None and self.stop is None:
+            raise ValueError("modify needs a smaller quantity or a wider stop")
         return self
 
 

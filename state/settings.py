@@ -14,6 +14,24 @@ DEFAULT_TIMEFRAMES = ["5m", "15m", "1h", "4h", "1d", "1w"]
 # Kept here rather than imported from tools: state may import pydantic only.
 KNOWN_TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d", "1w")
 MAX_RISK_PER_TRADE = 0.02
+# Sector / narrative tags per base asset; exposure is limited per tag. Unknown assets get "other".
+DEFAULT_SECTOR_TAGS: dict[str, list[str]] = {
+    "BTC": ["store-of-value"],
+    "ETH": ["smart-contract"],
+    "SOL": ["smart-contract"],
+    "ADA": ["smart-contract"],
+    "AVAX": ["smart-contract"],
+    "DOT": ["smart-contract"],
+    "BNB": ["exchange"],
+    "XRP": ["payments"],
+    "LTC": ["payments", "store-of-value"],
+    "DOGE": ["meme"],
+    "SHIB": ["meme"],
+    "PEPE": ["meme"],
+    "LINK": ["oracle"],
+    "UNI": ["defi"],
+    "AAVE": ["defi"],
+}
 
 
 class Settings(BaseSettings):
@@ -49,6 +67,32 @@ class Settings(BaseSettings):
     alt_data_providers: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_token: SecretStr | None = None
 
+    # Portfolio risk (fractions of equity; notional exposure, open risk at the stops).
+    max_portfolio_heat: float = Field(default=0.10, gt=0, le=0.10, description="Total open risk at the stops.")
+    max_symbol_exposure: float = Field(default=0.5, gt=0)
+    max_tag_exposure: float = Field(default=0.75, gt=0)
+    max_direction_exposure: float = Field(default=1.0, gt=0)
+    sector_tags: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SECTOR_TAGS))
+    correlation_window: int = Field(default=120, ge=20, description="Decision-timeframe returns compared.")
+    correlation_scale_above: float = Field(default=0.5, ge=0, le=1)
+    correlation_reject_above: float = Field(default=0.9, ge=0, le=1)
+    volatility_target_atr_pct: float = Field(default=2.0, gt=0, description="ATR % at which full size is risked.")
+    volatility_extreme_atr_pct: float = Field(default=8.0, gt=0, description="ATR % above which new orders halt.")
+    drawdown_daily_limit: float = Field(default=0.03, gt=0, lt=1)
+    drawdown_weekly_limit: float = Field(default=0.06, gt=0, lt=1)
+    drawdown_monthly_limit: float = Field(default=0.10, gt=0, lt=1)
+
+    # Approval expiry: an operator who was asleep never approves a stale trade.
+    approval_ttl_seconds: float = Field(default=900.0, ge=0)
+    approval_max_drift: float = Field(default=0.01, ge=0, description="Largest move from the proposed entry, as a fraction.")
+
+    # Execution.
+    entry_order_type: Literal["market", "limit"] = "market"
+    live_trading: bool = Field(default=False, description="Must be true before any run may use the live broker.")
+    exchange_api_key: SecretStr | None = None
+    exchange_secret: SecretStr | None = None
+    secrets_file: Path | None = Field(default=None, description="JSON file with apiKey and secret, instead of the variables.")
+
     @field_validator("alt_data_providers", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
@@ -81,3 +125,12 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.home / "aitrader.sqlite"
+
+    def tags_for(self, symbol: str) -> list[str]:
+        """Sector / narrative tags of a symbol's base asset."""
+        base = symbol.split("/", 1)[0].upper()
+        return list(self.sector_tags.get(base, ["other"]))
+
+    @property
+    def drawdown_limits(self) -> dict[str, float]:
+        return {"daily": self.drawdown_daily_limit, "weekly": self.drawdown_weekly_limit, "monthly": self.drawdown_monthly_limit}
