@@ -16,7 +16,10 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore
 
 from state import Settings, serializable_models
+from tools.audit_log import AuditLog
 from tools.candle_store import CandleStore, PostgresCandleStore, SqliteCandleStore
+from tools.database import Database, PostgresDatabase, SqliteDatabase
+from tools.ledger import Ledger
 
 
 class StorageUnavailable(RuntimeError):
@@ -29,6 +32,16 @@ class Storage:
     candles: CandleStore
     # LangGraph's long-term memory across threads (e.g. a symbol's regime at its previous run).
     store: BaseStore
+    # Positions, governor flags and the append-only audit table, in the same database.
+    ledger: Ledger
+    audit: AuditLog
+
+
+async def _open_books(db: Database) -> tuple[Ledger, AuditLog]:
+    ledger, audit = Ledger(db), AuditLog(db)
+    await ledger.setup()
+    await audit.setup()
+    return ledger, audit
 
 
 def checkpoint_serializer() -> JsonPlusSerializer:
@@ -68,7 +81,8 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
         await store.setup()
         # Setup can leave an implicit transaction open; the store's own BEGIN would then fail.
         await connection.commit()
-        yield Storage(checkpointer=saver, candles=candles, store=store)
+        ledger, audit = await _open_books(SqliteDatabase(connection, saver.lock))
+        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit)
     finally:
         await connection.close()
 
@@ -106,7 +120,8 @@ async def _postgres(url: str) -> AsyncIterator[Storage]:
         await candles.setup()
         store = AsyncPostgresStore(pool)
         await store.setup()
-        yield Storage(checkpointer=saver, candles=candles, store=store)
+        ledger, audit = await _open_books(PostgresDatabase(pool))
+        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit)
     finally:
         await pool.close()
 
