@@ -29,8 +29,15 @@ T = TypeVar("T")
 _PERMANENT: tuple[type[BaseException], ...] = (ccxt.AuthenticationError, ccxt.BadSymbol, ccxt.InsufficientFunds)
 
 
+# Binance -2015 "Invalid API-key, IP, or permissions": after one successful private call ccxt maps
+# it to DDoSProtection (a NetworkError), yet a revoked key stays revoked however often we ask.
+_PERMANENT_CODES = ('"code":-2015', '"code": -2015')
+
+
 def transient(error: BaseException) -> bool:
     """True for errors that another attempt may cure (ccxt's NetworkError family)."""
+    if any(code in str(error) for code in _PERMANENT_CODES):
+        return False
     return isinstance(error, ccxt.NetworkError) and not isinstance(error, _PERMANENT)
 
 

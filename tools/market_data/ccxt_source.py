@@ -36,16 +36,16 @@ def _ms(moment: datetime) -> int:
     return int(as_utc(moment).timestamp() * 1000)
 
 
-def _redirect(urls: Any, base: str) -> Any:
+def redirect_urls(urls: Any, base: str) -> Any:
     """Point every API URL at ``base``, keeping its path so the target can tell them apart."""
     if isinstance(urls, dict):
-        return {key: _redirect(value, base) for key, value in urls.items()}
+        return {key: redirect_urls(value, base) for key, value in urls.items()}
     if isinstance(urls, str) and "://" in urls:
         return base + urlsplit(urls).path.rstrip("/")
     return urls
 
 
-def _spot_only(options: dict[str, Any]) -> None:
+def spot_only(options: dict[str, Any]) -> None:
     """Ask ccxt for spot markets only, where the exchange lets us choose.
 
     Exchanges expose the choice as ``options["fetchMarkets"]``: either ``{"types": [...]}``
@@ -83,14 +83,14 @@ class CcxtSource:
         # Public: tests and callers may tune ccxt settings (e.g. ``timeout``) after construction.
         self.exchange: ccxt_async.Exchange = getattr(ccxt_async, exchange_id)({"enableRateLimit": True})
         options = self.exchange.options
-        _spot_only(options)
+        spot_only(options)
         # binance: currencies (sapi capital/config) and margin pairs need API keys; candles
         # and market limits need neither, so never ask.
         options["fetchCurrencies"] = False
         options["fetchMargins"] = False
         self.exchange.has["fetchCurrencies"] = False
         if api_url is not None:
-            self.exchange.urls["api"] = _redirect(self.exchange.urls["api"], api_url.rstrip("/"))
+            self.exchange.urls["api"] = redirect_urls(self.exchange.urls["api"], api_url.rstrip("/"))
         features = (self.exchange.features or {}).get("spot") or {}
         feature_limit = (features.get("fetchOHLCV") or {}).get("limit")
         self.page_limit = page_limit or _PAGE_DEFAULTS.get(exchange_id) or feature_limit or _FALLBACK_PAGE
