@@ -11,7 +11,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from nodes.common import end_run, event
+from nodes.common import end_run, event, services
 from state import AnalysisState
 from state.sections import ConsensusSection, Direction, Signal, StrategyTrackRecord
 from state.settings import MAX_RISK_PER_TRADE
@@ -97,13 +97,18 @@ async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     market, request = state["market"], state["request"]
     features = state.get("features")
     regime = features.regime.primary if features and features.regime else "RANGING"
-    # Errored signals and shadow versions are on record but carry no weight.
-    healthy = {name: s for name, s in (state.get("signals") or {}).items() if s.error is None and not s.shadow}
+    # Errored signals, shadow versions and strategies the governor disabled are on record but carry no weight.
+    disabled = (await services(runtime, request).ledger.governor()).disabled_strategies
+    healthy = {
+        name: s for name, s in (state.get("signals") or {}).items() if s.error is None and not s.shadow and name not in disabled
+    }
     records = await track_records(runtime.store, healthy)
     performance = {name: performance_factor(records.get(name)) for name in healthy}
     weights, contributions, net = weigh(healthy, regime, performance)
     direction, reason = verdict(healthy, net)
     reason = f"{reason} in a {regime} regime"
+    if muted := sorted(set(disabled) & set(state.get("signals") or {})):
+        reason += f"; disabled by the governor: {', '.join(muted)}"
     agreeing = sorted(n for n, s in healthy.items() if s.direction == direction and direction != "FLAT")
     lead = healthy[max(agreeing, key=lambda n: abs(contributions[n]))] if agreeing else None
     reward_risk = None

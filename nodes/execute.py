@@ -1,4 +1,10 @@
-"""L8 execution: the approved order becomes a bracket (entry, stop loss, take profit) at the broker."""
+"""L8 execution: the approved order becomes a bracket (entry, stop loss, take profit) at the broker.
+
+The governor is asked again right before placing: a halt set while the run
+waited for approval stops it here. The bracket id comes from the approval
+(thread + approval task), and the broker adopts a bracket it already holds
+under that id, so a retried, resumed or restarted execution never trades twice.
+"""
 
 from __future__ import annotations
 
@@ -18,27 +24,50 @@ NODE = "execute"
 
 async def execute(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, risk, approval, market = state["request"], state["risk"], state["approval"], state["market"]
-    broker = services(runtime, request).broker
+    context = services(runtime, request)
+    broker, settings = context.broker, context.settings
+    governor = await context.ledger.governor()
+    if governor.halted:
+        return end_run(NODE, "REJECT", f"governor halted by {governor.changed_by}: {governor.reason}", market.as_of, kind="ORDER_REQUEST")
     info = runtime.execution_info
-    order_id = client_order_id(info.thread_id if info else None, info.task_id if info else market.as_of.isoformat())
+    bracket_id = approval.order_key or client_order_id(info.thread_id if info else None, market.as_of.isoformat())
+    signals = state.get("signals") or {}
     try:
         bracket = BracketRequest(
-            client_order_id=order_id,
+            bracket_id=bracket_id,
+            thread_id=info.thread_id if info else None,
             symbol=request.symbol,
             side=risk.side,
             quantity=approval.quantity,
+            entry_type=settings.entry_order_type,
             reference_price=market.last_price,
-            stop=risk.stop,
+            limit_price=risk.entry if settings.entry_order_type == "limit" else None,
+            stop=approval.stop or risk.stop,
             target=risk.target,
+            as_of=market.as_of,
+            risk_amount=approval.quantity * abs(market.last_price - (approval.stop or risk.stop)),
+            strategies=[f"{n}@{signals[n].version}" for n in state["consensus"].agreeing if n in signals],
+            tags=risk.tags,
+            market_source=context.market_source,
         )
-        orders = await broker.place_bracket(bracket)
+        position = await broker.place_bracket(bracket)
+        if not position.market_source:  # a live bracket rebuilt from the exchange knows nothing of the run
+            position = position.model_copy(update={"market_source": context.market_source})
+        # The paper broker keeps its book in the ledger already; a live bracket is recorded here.
+        position = await context.ledger.insert(position)
     except Exception as error:  # a broker failure is an outcome to record, not a crash
         return end_run(NODE, "REJECT", f"{broker.name} broker refused the order: {error}", market.as_of, kind="ORDER_REQUEST")
-    entry = orders[0]
     action = "BUY" if risk.side == "buy" else "SELL"
-    reason = f"{entry.side} {entry.quantity:.8g} {request.symbol} filled at {entry.fill_price:.8g} ({broker.name})"
+    entry = next(o for o in position.orders if o.role == "entry")
+    if entry.status == "filled":
+        reason = f"{entry.side} {entry.quantity:.8g} {request.symbol} filled at {entry.fill_price:.8g} ({broker.name})"
+        kind, verdict = "ORDER_FILLED", action
+    else:
+        reason = f"{entry.side} {entry.quantity:.8g} {request.symbol} limit at {entry.price:.8g} resting ({broker.name})"
+        kind, verdict = "ORDER_REQUEST", f"{action}_RESTING"
+    detail = {"bracket_id": bracket_id, "fill_price": entry.fill_price, "fee": entry.fee, "status": position.status}
     return {
-        "orders": OrdersSection(as_of=market.as_of, produced_by=NODE, broker=broker.name, orders=orders),
+        "orders": OrdersSection(as_of=market.as_of, produced_by=NODE, broker=broker.name, orders=position.orders, position=position),
         "decision": DecisionSection(as_of=market.as_of, produced_by=NODE, action=action, stage=NODE, reason=reason),
-        "audit": [event(NODE, "ORDER_FILLED", action, market.as_of, {"client_order_id": order_id, "fill_price": entry.fill_price, "fee": entry.fee})],
+        "audit": [event(NODE, kind, verdict, market.as_of, detail)],
     }

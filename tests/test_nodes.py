@@ -13,7 +13,9 @@ from nodes.sanity import symbol_checks
 from nodes.strategies import registered_strategies
 from nodes.verify import signal_checks
 from state.sections import ConsensusSection, Signal, failed_checks
-from tools.brokers import BracketRequest, PaperBroker
+from tools.brokers import BracketRequest
+from tools.brokers.paper import PaperBroker
+from tools.ledger import memory_ledger
 from tools.execution_ids import client_order_id
 from tools.pivots import cluster_prices, label_sequence, swing_pivots
 from tools.quality import inspect, normalize
@@ -128,15 +130,20 @@ def test_strategies_are_vectorized_over_history() -> None:
     assert trend["direction"].iloc[-1] == 1 and trend["stop"].iloc[-1] < frame["close"].iloc[-1]
 
 
-async def test_paper_broker_never_places_the_same_client_order_twice() -> None:
-    broker = PaperBroker(fee_rate=0.001, slippage_bps=10)
-    request = BracketRequest(client_order_id="at-1", symbol="BTC/USDT", side="buy", quantity=2, reference_price=100, stop=95, target=110)
-    first = await broker.place_bracket(request)
-    again = await broker.place_bracket(request)
-    assert first is again
-    entry = first[0]
+async def test_paper_broker_never_places_the_same_bracket_twice() -> None:
+    ledger = memory_ledger()
+    request = BracketRequest(
+        bracket_id="at-1", symbol="BTC/USDT", side="buy", quantity=2, reference_price=100, stop=95, target=110, as_of=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    first = await PaperBroker(ledger, fee_rate=0.001, slippage_bps=10).place_bracket(request)
+    # A second broker on the same ledger stands in for a restarted process: it adopts, it does not re-place.
+    again = await PaperBroker(ledger, fee_rate=0.001, slippage_bps=10).place_bracket(request.model_copy(update={"quantity": 3}))
+    assert again == first and again.quantity == 2
+    assert len(await ledger.positions()) == 1
+    entry = first.orders[0]
     assert entry.fill_price == pytest.approx(100.1) and entry.fee == pytest.approx(0.2002)
-    assert [o.role for o in first] == ["entry", "stop_loss", "take_profit"]
+    assert [o.role for o in first.orders] == ["entry", "stop_loss", "take_profit"]
+    assert [o.client_order_id for o in first.orders] == ["at-1-entry", "at-1-sl", "at-1-tp"]
 
 
 def test_client_order_ids_are_stable_per_task_and_distinct_across_tasks() -> None:

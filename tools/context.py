@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -9,9 +10,13 @@ from langchain_core.language_models import BaseChatModel
 
 from state import Settings
 from state.sections import RunRequest
-from tools.brokers import Broker, PaperBroker
+from tools.brokers import Broker
+from tools.brokers.credentials import live_credentials
+from tools.brokers.paper import PaperBroker
 from tools.candle_store import CandleStore
 from tools.frames import FrameCache
+from tools.ledger import Ledger, memory_ledger
+from state.portfolio import Position
 from tools.market_data import MarketDataSource, open_source
 from tools.market_data.stored import StoredSource
 from tools.timeframes import floor_time
@@ -24,11 +29,24 @@ class Services:
     source: MarketDataSource
     frames: FrameCache
     broker: Broker
+    ledger: Ledger
+    # Every broker the process can reach by name, so monitoring follows positions of either kind.
+    brokers: Mapping[str, Broker] = field(default_factory=dict)
     llm: BaseChatModel | None = None
     verdicts: TtlCache = field(default_factory=TtlCache)
+    # The market a position was opened on, to follow it there (None: this run's source for all).
+    position_source: Callable[[Position], MarketDataSource] | None = None
+    market_source: str = ""  # this run's market, stamped on the positions it opens
+
+    def source_for(self, position: Position) -> MarketDataSource:
+        return self.position_source(position) if self.position_source else self.source
 
 
 SourceKey = tuple[str, str | None, str | None, str]
+
+
+def source_key(request: RunRequest) -> str:
+    return "|".join(str(part or "") for part in (request.source, request.scenario, request.data_dir, request.exchange))
 
 
 class ServiceHub:
@@ -38,35 +56,109 @@ class ServiceHub:
     scan does not open a connection or compute an indicator twice.
     """
 
-    def __init__(self, settings: Settings, candles: CandleStore | None = None, llm: BaseChatModel | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        candles: CandleStore | None = None,
+        llm: BaseChatModel | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.settings = settings
         self._candles = candles
         self._llm = llm
         self._sources: dict[SourceKey, tuple[MarketDataSource, FrameCache]] = {}
         self._verdicts: TtlCache = TtlCache()
+        self.ledger = ledger or memory_ledger()
+        self.paper = PaperBroker(self.ledger, fee_rate=settings.fee_rate, slippage_bps=settings.slippage_bps)
+        self._live: Broker | None = None
+        self._anchored: dict[str, MarketDataSource] = {}
 
     def _source(self, request: RunRequest) -> tuple[MarketDataSource, FrameCache]:
-        key: SourceKey = (request.source, request.scenario, request.data_dir, request.exchange)
+        return self._source_by_key((request.source, request.scenario, request.data_dir, request.exchange))
+
+    def position_source(self, position: Position) -> MarketDataSource:
+        """The market a position was opened on; a built-in scenario continues from the position's clock."""
+        kind, scenario, data_dir, exchange = (position.market_source or f"{self.settings.source}|||{self.settings.exchange}").split("|")
+        if kind == "builtin" and scenario:
+            key = f"{position.market_source}@{position.created_at.isoformat()}"
+            if key not in self._anchored:
+                from tools.market_data.builtin import BuiltinSource
+
+                if len(self._anchored) > 256:
+                    self._anchored.clear()
+                self._anchored[key] = BuiltinSource(scenario, anchor=position.created_at)
+            return self._anchored[key]
+        return self._source_by_key((kind, scenario or None, data_dir or None, exchange))[0]
+
+    def _source_by_key(self, key: SourceKey) -> tuple[MarketDataSource, FrameCache]:
         if key not in self._sources:
-            source = open_source(
-                request.source,
-                scenario=request.scenario,
-                data_dir=request.data_dir,
-                exchange=request.exchange,
-                api_url=self.settings.exchange_api_url,
-            )
+            kind, scenario, data_dir, exchange = key
+            source = open_source(kind, scenario=scenario, data_dir=data_dir, exchange=exchange, api_url=self.settings.exchange_api_url)
             # Synthetic candles are a pure function of (symbol, scenario, clock): storing them buys nothing.
-            if request.source != "builtin" and self._candles is not None:
-                source = StoredSource(source, self._candles, request.exchange)
+            if kind != "builtin" and self._candles is not None:
+                source = StoredSource(source, self._candles, exchange)
             frames = FrameCache(source, source_key=":".join(str(part) for part in key), limit=self.settings.candle_limit)
             self._sources[key] = (source, frames)
         return self._sources[key]
 
+    def live_broker(self, exchange: str) -> Broker:
+        """The one live broker of this process; refuses unless live trading is switched on and keyed."""
+        if self._live is None:
+            key, secret = live_credentials(self.settings)
+            from tools.brokers.live import CcxtBroker  # ccxt's private API only when trading live
+
+            self._live = CcxtBroker(exchange, api_key=key.get_secret_value(), secret=secret.get_secret_value(), api_url=self.settings.exchange_api_url)
+        return self._live
+
+    def brokers(self) -> dict[str, Broker]:
+        """Every broker this process can reach, by name (a halt cancels resting entries through them)."""
+        named: dict[str, Broker] = {self.paper.name: self.paper}
+        if self._live is not None:
+            named[self._live.name] = self._live
+        return named
+
     def for_request(self, request: RunRequest) -> Services:
-        # Each run gets a fresh paper broker; replays and forks always get paper, never a live broker.
         source, frames = self._source(request)
-        broker = PaperBroker(fee_rate=self.settings.fee_rate, slippage_bps=self.settings.slippage_bps)
-        return Services(settings=self.settings, source=source, frames=frames, broker=broker, llm=self._llm, verdicts=self._verdicts)
+        broker = self.live_broker(request.exchange) if request.broker == "live" else self.paper
+        return Services(
+            settings=self.settings,
+            source=source,
+            frames=frames,
+            broker=broker,
+            ledger=self.ledger,
+            brokers=self.brokers(),
+            llm=self._llm,
+            verdicts=self._verdicts,
+            position_source=self.position_source,
+            market_source=source_key(request),
+        )
+
+    async def scratch_for(self, request: RunRequest, *, thread_id: str) -> Services:
+        """Services for a replay or fork: paper on a scratch copy of the book, so nothing reaches the real one.
+
+        The copy holds every other thread's positions and the governor's strategy flags and budget, but not
+        this thread's own orders (they are what is being re-decided) nor a halt (a replay places nothing).
+        """
+        scratch = memory_ledger()
+        for position in await self.ledger.positions():
+            if position.thread_id != thread_id:
+                await scratch.insert(position)
+        governor = await self.ledger.governor()
+        await scratch.save_governor(governor.model_copy(update={"halted": False, "reason": ""}))
+        source, frames = self._source(request)
+        paper = PaperBroker(scratch, fee_rate=self.settings.fee_rate, slippage_bps=self.settings.slippage_bps)
+        return Services(
+            settings=self.settings,
+            source=source,
+            frames=frames,
+            broker=paper,
+            ledger=scratch,
+            brokers={paper.name: paper},
+            llm=self._llm,
+            verdicts=self._verdicts,
+            position_source=self.position_source,
+            market_source=source_key(request),
+        )
 
     async def clock_for(self, request: RunRequest) -> datetime:
         """Live sources decide now; offline files decide at their newest candle."""
@@ -85,6 +177,9 @@ class ServiceHub:
         for source, _ in self._sources.values():
             await source.close()
         self._sources.clear()
+        if self._live is not None:
+            await self._live.close()
+            self._live = None
 
 
 def build_services(settings: Settings, request: RunRequest) -> Services:

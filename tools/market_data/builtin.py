@@ -37,6 +37,7 @@ from tools.market_data.synthetic import (
     Profile,
     aggregate,
     ar1,
+    concat,
     digest,
     floor,
     gauss,
@@ -250,15 +251,33 @@ def _market(symbol: str, scenario: str | None, until: int) -> Market:
     return remember(_SCENARIO, key, Market(nat.prof, root, tail), 32)
 
 
+def _continued(symbol: str, scenario: str | None, anchor: datetime, timeframe: str, first: int, last: int) -> Bars:
+    """The scenario market up to its anchor, then the natural market scaled to the anchor's close."""
+    p, at = step(timeframe), int(floor_time(anchor, "1m").timestamp())
+    scenario_market = _market(symbol, scenario, at)
+    cut = int(last_closed_open_time(anchor, timeframe).timestamp())
+    parts = [scenario_market.window(timeframe, first, min(last, cut))] if first <= cut else []
+    if last > cut:
+        m5 = int(last_closed_open_time(anchor, "5m").timestamp())
+        ratio = float(scenario_market.window("5m", m5, m5).c[0]) / float(_market(symbol, None, m5 + M5).window("5m", m5, m5).c[0])
+        natural = _market(symbol, None, last + p).window(timeframe, max(first, cut + p), last)
+        parts.append(Bars(natural.t, natural.o * ratio, natural.h * ratio, natural.l * ratio, natural.c * ratio, natural.v))
+    return concat(parts)
+
+
 class BuiltinSource:
     """Offline market data: any symbol, natural or a named scenario (see module docstring)."""
 
     name: str = "builtin"
 
-    def __init__(self, scenario: str | None = None) -> None:
+    def __init__(self, scenario: str | None = None, anchor: datetime | None = None) -> None:
         if scenario is not None and scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)} or None")
         self.scenario = scenario
+        # A scenario describes the market at one clock. With an anchor the market is that one scenario,
+        # and after the anchor it goes on as the natural market scaled to join it: what followed a
+        # decision, for monitoring a position opened on a scenario market.
+        self.anchor = as_utc(anchor) if anchor is not None and scenario is not None else None
 
     def candles(self, symbol: str, timeframe: str, *, until: datetime, limit: int = 300) -> pd.DataFrame:
         if timeframe not in SUPPORTED:
@@ -272,8 +291,11 @@ class BuiltinSource:
         if first < GEN_S:
             raise ValueError(f"builtin history starts {GENESIS.date()}: {limit} x {timeframe} to {until} is earlier")
         # scenarios anchor to the minute, so seconds of jitter in `until` change nothing
-        anchor = int(floor_time(until, "1m").timestamp())
-        bars = _market(symbol, self.scenario, anchor).window(timeframe, first, last)
+        anchor = int(floor_time(self.anchor or until, "1m").timestamp())
+        if self.anchor is not None and until > self.anchor:
+            bars = _continued(symbol, self.scenario, self.anchor, timeframe, first, last)
+        else:
+            bars = _market(symbol, self.scenario, anchor).window(timeframe, first, last)
         index = pd.DatetimeIndex(bars.t.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
         index = index.tz_localize(UTC)
         return pd.DataFrame(dict(zip(COLUMNS, bars[1:], strict=True)), index=index, dtype=np.float64)
