@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import backtest_cli, data_cli
+from api import backtest_cli, data_cli, ops_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--decision-timeframe", help="timeframe the strategies trade on (default 1h)")
     run.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this past moment (ISO time, UTC)")
     run.add_argument("--thread-id", help="use this thread id instead of a new one")
+    run.add_argument("--live", action="store_true", help="trade through the live ccxt broker (needs AITRADER_LIVE_TRADING=true and keys)")
     run.add_argument("--json", action="store_true", help="print the final state as one JSON document")
 
     for name, text in (("approve", "approve a run waiting at the approval interrupt"), ("reject", "reject a waiting run")):
@@ -56,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     data_cli.add_parser(sub)
     backtest_cli.add_parser(sub)
+    ops_cli.add_parsers(sub)
 
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
@@ -99,6 +101,7 @@ async def _dispatch(args: argparse.Namespace, runs: Lifecycles) -> int:
             "decision_timeframe": args.decision_timeframe,
             "as_of": args.as_of,
             "timeframes": args.timeframes.split(",") if args.timeframes else None,
+            "broker": "live" if args.live else None,
         }
         emit(args, await runs.start(make_request(settings, args.symbol, **overrides), thread_id=args.thread_id))
     elif args.command in ("approve", "reject"):
@@ -110,7 +113,19 @@ async def _dispatch(args: argparse.Namespace, runs: Lifecycles) -> int:
         print(json.dumps([i.model_dump() for i in infos], indent=2) if args.json else render_history(args.thread_id, infos))
     elif args.command == "replay":
         emit(args, await runs.replay(args.thread_id, args.checkpoint))
+    elif args.command == "resume":
+        emit(args, await runs.continue_run(args.thread_id))
+    elif args.command in OPS_COMMANDS:
+        return await OPS_COMMANDS[args.command](args, runs)
     return EXIT_OK
+
+
+OPS_COMMANDS: dict[str, Callable[[argparse.Namespace, Lifecycles], Awaitable[int]]] = {
+    "governor": ops_cli.governor_command,
+    "audit": ops_cli.audit_command,
+    "positions": ops_cli.positions_command,
+    "approvals": ops_cli.approvals_command,
+}
 
 
 def run_command(action: Callable[[], Awaitable[int]]) -> int:
@@ -122,7 +137,7 @@ def run_command(action: Callable[[], Awaitable[int]]) -> int:
     except ValueError as error:
         print(f"aitrader: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except (RunNotFound, NotPending) as error:
+    except (RunNotFound, NotPending, LookupError) as error:
         print(f"aitrader: {error}", file=sys.stderr)
         return EXIT_STATE
     except (StorageUnavailable, MarketDataError) as error:

@@ -6,17 +6,21 @@ so a run behaves the same whichever surface started it.
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.types import Command
 from pydantic import BaseModel
 
+from api.audit_trail import records_from_update
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
-from state.sections import ApprovalResponse, DecisionSection, RunRequest
+from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, RunRequest
 from tools.context import ServiceHub, Services
 from tools.llm import make_chat_model
+from tools.audit_log import AuditRecord
 from tools.storage import Storage
 from tools.timeframes import period
 
@@ -102,7 +106,7 @@ class Lifecycles:
         self.settings = settings
         self.storage = storage
         self.graph = build_graph(storage.checkpointer, storage.store)
-        self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings))
+        self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings), ledger=storage.ledger)
 
     def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
         configurable = {"thread_id": thread_id}
@@ -118,12 +122,7 @@ class Lifecycles:
         thread_id = thread_id or new_thread_id(request.symbol)
         # The clock is fixed before the first node, so every replay of this thread sees the same moment.
         request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
-        await self.graph.ainvoke(
-            {"request": request},
-            self._config(thread_id),
-            context=services or self.services_for(request),
-            durability=durability,
-        )
+        await self._drive({"request": request}, self._config(thread_id), services or self.services_for(request), durability)
         return await self.outcome(thread_id)
 
     async def outcome(self, thread_id: str) -> RunOutcome:
@@ -144,11 +143,20 @@ class Lifecycles:
         if interrupt_id is not None and interrupt_id != current.pending.interrupt_id:
             raise NotPending(f"interrupt {interrupt_id} is not pending on run {thread_id}")
         request = RunRequest.model_validate(current.values["request"])
-        await self.graph.ainvoke(
-            Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")}),
-            self._config(thread_id),
-            context=self.services_for(request),
-        )
+        resume = Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")})
+        await self._drive(resume, self._config(thread_id), self.services_for(request))
+        return await self.outcome(thread_id)
+
+    async def continue_run(self, thread_id: str) -> RunOutcome:
+        """Carry on a run that stopped without finishing (a crashed process) from its last checkpoint."""
+        current = await self.outcome(thread_id)
+        if current.pending is not None:
+            raise NotPending(f"run {thread_id} is waiting for approval: approve or reject it instead")
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        if not snapshot.next:
+            raise NotPending(f"run {thread_id} has finished: {current.decision.action if current.decision else 'no decision'}")
+        request = RunRequest.model_validate(current.values["request"])
+        await self._drive(None, self._config(thread_id), self.services_for(request))
         return await self.outcome(thread_id)
 
     async def history(self, thread_id: str, *, limit: int = 200) -> list[CheckpointInfo]:
@@ -179,5 +187,57 @@ class Lifecycles:
             raise RunNotFound(f"no checkpoint {checkpoint_id!r} on run {thread_id!r}")
         # The request never changes within a thread; the input checkpoint just has not applied it yet.
         request = RunRequest.model_validate((await self.outcome(thread_id)).values["request"])
-        await self.graph.ainvoke(None, snapshot.config, context=self.services_for(request))
+        await self._drive(None, snapshot.config, await self.hub.scratch_for(request, thread_id=thread_id))
         return await self.outcome(thread_id)
+
+    async def _drive(self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async") -> None:
+        """Run the graph as a stream, writing each step's events to the audit table under its checkpoint."""
+        thread_id = config["configurable"]["thread_id"]
+        buffered: list[AuditRecord] = []
+
+        async def flush(checkpoint_id: str | None) -> None:
+            if buffered:
+                await self.storage.audit.append([r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered])
+                buffered.clear()
+
+        try:
+            async for mode, chunk in self.graph.astream(
+                graph_input, config, context=context, durability=durability, stream_mode=["updates", "checkpoints"]
+            ):
+                if mode == "updates":
+                    for node, update in chunk.items():
+                        buffered.extend(records_from_update(thread_id, node, update))
+                else:  # the checkpoint that holds the updates streamed before it
+                    await flush(chunk["config"]["configurable"]["checkpoint_id"])
+        finally:
+            # Whatever the run got to before an error is recorded too; the last checkpoint is its best anchor.
+            if buffered:
+                last = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+                await flush((last.config.get("configurable") or {}).get("checkpoint_id"))
+        await self._track_pending(thread_id)
+
+    async def _track_pending(self, thread_id: str) -> None:
+        outcome = await self.outcome(thread_id)
+        if outcome.pending is None:
+            await self.storage.ledger.clear_pending(thread_id)
+            return
+        proposal = ApprovalRequest.model_validate(outcome.pending.proposal)
+        await self.storage.ledger.set_pending(
+            thread_id, outcome.pending.interrupt_id, proposal.symbol, proposal.expires_at, json.dumps(outcome.pending.proposal)
+        )
+
+    async def pending_approvals(self) -> list[dict[str, Any]]:
+        return [{**row, "proposal": json.loads(str(row["proposal"]))} for row in await self.storage.ledger.pending()]
+
+    async def expire_stale(self, now: datetime | None = None) -> list[RunOutcome]:
+        """Resolve every approval left unanswered past its expiry: the node records it as expired."""
+        now = now or datetime.now(UTC)
+        expired = []
+        for row in await self.storage.ledger.pending():
+            if row["expires_at"] and datetime.fromisoformat(str(row["expires_at"])) < now:
+                response = ApprovalResponse(action="reject", by="expiry", reason="approval expired unanswered")
+                try:
+                    expired.append(await self.resume(str(row["thread_id"]), response, interrupt_id=str(row["interrupt_id"])))
+                except NotPending:
+                    await self.storage.ledger.clear_pending(str(row["thread_id"]))
+        return expired

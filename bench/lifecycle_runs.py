@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/lifecycle_runs.py [--runs 40] [--backends none,sqlite,postgres]
 
-Prints, per backend and durability: median and p95 milliseconds per run and
+Prints, per backend and durability: median and p95 milliseconds per run,
 checkpoint bytes per run (summed over the saver's tables for the bench's own
-threads). `none` runs the same graph without a checkpointer, which separates
+threads) and audit-table rows per run. `none` runs the same graph without a checkpointer, which separates
 the analysis work from what persistence costs. Postgres gets a scratch
 database that is dropped afterwards.
 """
@@ -58,31 +58,38 @@ async def checkpoint_bytes(settings: Settings, threads: list[str]) -> int:
 
 
 async def time_runs(settings: Settings, runs: int, scenario: str, durability: str | None, saver_wanted: bool) -> dict[str, float]:
-    async def timed(lifecycles_graph, request, thread_id: str, context) -> float:
-        started = time.perf_counter()
-        await lifecycles_graph.ainvoke(
-            {"request": request},
-            {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT},
-            context=context,
-            **({"durability": durability} if durability else {}),
-        )
-        return (time.perf_counter() - started) * 1000
+    """With a saver, runs go through `Lifecycles.start`: checkpoints, the audit table and the ledger all count.
+
+    Each run's position is closed again afterwards, so every run meets the same empty book and takes the
+    same path down to the fill (a growing book would turn later runs into exposure rejections).
+    """
 
     async def body(storage) -> dict[str, float]:
         runner = Lifecycles(settings, storage) if storage else None
-        graph = runner.graph if runner else build_graph()
-        samples, threads = [], []
+        graph = build_graph()
+        samples, threads, audit_rows = [], [], 0
         for i in range(runs + 3):
             request = make_request(settings, f"BENCH{i % 50}/USDT", scenario=scenario, as_of=CLOCK)
             thread_id = new_thread_id(request.symbol)
-            services = runner.services_for(request) if runner else build_services(settings, request)
-            elapsed = await timed(graph, request, thread_id, services)
+            started = time.perf_counter()
+            if runner:
+                outcome = await runner.start(request, thread_id=thread_id, durability=durability or "async")
+            else:
+                config = {"configurable": {"thread_id": thread_id}, "recursion_limit": RECURSION_LIMIT}
+                outcome = None
+                await graph.ainvoke({"request": request}, config, context=build_services(settings, request))
+            elapsed = (time.perf_counter() - started) * 1000
+            if outcome is not None and "orders" in outcome.values:
+                position = outcome.values["orders"].position
+                await storage.ledger.update(position.model_copy(update={"status": "closed", "closed_at": CLOCK, "realized_pnl": 0.0}))
+                audit_rows += len(await storage.audit.trail(thread_id))
             if i >= 3:  # the first runs pay imports and TA-Lib warm-up
                 samples.append(elapsed)
                 threads.append(thread_id)
         result = {"median_ms": statistics.median(samples), "p95_ms": percentile(samples, 0.95)}
         if storage:
             result["checkpoint_bytes_per_run"] = await checkpoint_bytes(settings, threads) / len(threads)
+            result["audit_rows_per_run"] = audit_rows / (runs + 3)
         return result
 
     if not saver_wanted:
@@ -138,17 +145,17 @@ async def main() -> None:
     try:
         pool = len(registered_strategies())
         print(f"{args.runs} runs per row, scenario {args.scenario}, 6 timeframes x 300 candles, {pool} strategies, paper broker")
-        print(f"{'backend':<10} {'durability':<10} {'median ms':>10} {'p95 ms':>9} {'ckpt bytes/run':>15}")
+        print(f"{'backend':<10} {'durability':<10} {'median ms':>10} {'p95 ms':>9} {'ckpt bytes/run':>15} {'audit rows/run':>15}")
         for backend in backends:
             url = args.postgres_admin_url.rsplit("/", 1)[0] + f"/{database}" if backend == "postgres" else None
             settings = Settings(_env_file=None, home=home, database_url=url)
             modes = [None] if backend == "none" else ["async", "exit"]
             for mode in modes:
                 figures = await time_runs(settings, args.runs, args.scenario, mode, backend != "none")
-                size = figures.get("checkpoint_bytes_per_run")
+                size, rows = figures.get("checkpoint_bytes_per_run"), figures.get("audit_rows_per_run")
                 print(
                     f"{backend:<10} {mode or '-':<10} {figures['median_ms']:>10.1f} {figures['p95_ms']:>9.1f} "
-                    f"{(f'{size:,.0f}' if size is not None else '-'):>15}"
+                    f"{(f'{size:,.0f}' if size is not None else '-'):>15} {(f'{rows:.0f}' if rows is not None else '-'):>15}"
                 )
         if "none" in backends:
             print("\nper layer, no saver, mean wall ms:")

@@ -44,7 +44,8 @@ def test_run_prints_every_stage_and_json_has_every_section(cli_env: dict[str, st
     for stage in ("sanity", "market data", "data quality", "regime", "signal", "consensus", "verification", "risk", "order", "DECISION"):
         assert stage in text.stdout
     assert "thread" in text.stdout
-    document = aitrader(cli_env, "run", "BTC/USDT", "--scenario", "uptrend", "--as-of", "2026-11-20T13:37:00+00:00", "--json")
+    # Another symbol: BTC/USDT is now held, and a second long would breach the per-symbol exposure limit.
+    document = aitrader(cli_env, "run", "ETH/USDT", "--scenario", "uptrend", "--as-of", "2026-11-20T13:37:00+00:00", "--json")
     assert document.returncode == 0, document.stderr
     parsed = json.loads(document.stdout)
     assert parsed["decision"]["action"] == "BUY" and parsed["pending_interrupt"] is None

@@ -1,0 +1,44 @@
+"""What a run leaves in the audit table: one row per node event and per state change, tied to its checkpoint.
+
+The lifecycle is driven as a stream of node updates and checkpoints; each
+node's update becomes rows (its own audit events, then the sections it
+changed), stamped with the id of the checkpoint that holds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from state.sections import AuditEvent
+from tools.audit_log import AuditRecord
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def records_from_update(thread_id: str, node: str, update: Any) -> list[AuditRecord]:
+    if node == "__interrupt__":
+        return [
+            AuditRecord(thread_id=thread_id, node="approval", event="INTERRUPT", verdict="APPROVAL_PENDING", payload={"interrupt_id": i.id, "proposal": _jsonable(i.value)})
+            for i in update
+        ]
+    if not isinstance(update, dict):
+        return []
+    records = [
+        AuditRecord(thread_id=thread_id, node=node, event=e.event, verdict=e.verdict, as_of=e.as_of, recorded_at=e.recorded_at, payload=_jsonable(e.detail))
+        for e in update.get("audit") or []
+        if isinstance(e, AuditEvent)
+    ]
+    changed = {key: _jsonable(value) for key, value in update.items() if key != "audit"}
+    if changed:
+        records.append(AuditRecord(thread_id=thread_id, node=node, event="STATE_CHANGE", verdict=",".join(sorted(changed)), payload=changed))
+    return records
