@@ -42,3 +42,10 @@ def records_from_update(thread_id: str, node: str, update: Any) -> list[AuditRec
     if changed:
         records.append(AuditRecord(thread_id=thread_id, node=node, event="STATE_CHANGE", verdict=",".join(sorted(changed)), payload=changed))
     return records
+
+
+def progress_record(thread_id: str, chunk: Any) -> AuditRecord:
+    """A long node's progress report (LangGraph's custom stream): which node, how far."""
+    payload = _jsonable(chunk) if isinstance(chunk, dict) else {"message": str(chunk)}
+    node = str(payload.get("node", "graph")) if isinstance(payload, dict) else "graph"
+    return AuditRecord(thread_id=thread_id, node=node, event="PROGRESS", verdict=str(payload.get("stage", "progress"))[:60], payload=payload)

@@ -125,6 +125,7 @@ OPS_COMMANDS: dict[str, Callable[[argparse.Namespace, Lifecycles], Awaitable[int
     "audit": ops_cli.audit_command,
     "positions": ops_cli.positions_command,
     "approvals": ops_cli.approvals_command,
+    "runs": ops_cli.runs_command,
 }
 
 

@@ -48,6 +48,12 @@ def add_parsers(sub: Any) -> None:
     approvals.add_argument("--expire", action="store_true", help="expire those past their deadline (recorded as expired)")
     approvals.add_argument("--json", action="store_true")
 
+    listing = sub.add_parser("runs", help="runs started from any surface, newest first")
+    listing.add_argument("--status", choices=["running", "paused", "done", "failed"])
+    listing.add_argument("--symbol")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+
     cont = sub.add_parser("resume", help="carry on a run that stopped without finishing (e.g. a crashed process)")
     cont.add_argument("thread_id")
     cont.add_argument("--json", action="store_true")
@@ -149,4 +155,14 @@ async def approvals_command(args: argparse.Namespace, runs: Lifecycles) -> int:
         for row in pending
     ) or "no runs waiting for approval"
     _print(args, pending, text)
+    return EXIT_OK
+
+
+async def runs_command(args: argparse.Namespace, runs: Lifecycles) -> int:
+    rows = await runs.storage.ledger.runs(status=args.status, symbol=args.symbol.upper() if args.symbol else None, limit=args.limit)
+    text = "\n".join(
+        f"{row['started_at'][:19]}  {row['thread_id']:<32} {row['symbol']:<12} {row['status']:<8} {row['action'] or '-':<7} {(row['reason'] or '')[:60]}"
+        for row in rows
+    ) or "no runs"
+    _print(args, rows, text)
     return EXIT_OK

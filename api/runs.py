@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from api.audit_trail import records_from_update
+from api.audit_trail import progress_record, records_from_update
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
 from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, RunRequest
@@ -107,6 +108,8 @@ class Lifecycles:
         self.storage = storage
         self.graph = build_graph(storage.checkpointer, storage.store)
         self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings), ledger=storage.ledger)
+        # Called with a thread id whenever that run wrote events or changed status (the HTTP stream wakes on it).
+        self.listeners: list[Callable[[str], None]] = []
 
     def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
         configurable = {"thread_id": thread_id}
@@ -191,7 +194,11 @@ class Lifecycles:
         return await self.outcome(thread_id)
 
     async def _drive(self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async") -> None:
-        """Run the graph as a stream, writing each step's events to the audit table under its checkpoint."""
+        """Run the graph as a stream, writing each step's events to the audit table under its checkpoint.
+
+        The audit table doubles as the run's event log: its sequence numbers are the event ids the
+        HTTP stream hands out, and listeners hear the thread id after every write.
+        """
         thread_id = config["configurable"]["thread_id"]
         buffered: list[AuditRecord] = []
 
@@ -199,32 +206,51 @@ class Lifecycles:
             if buffered:
                 await self.storage.audit.append([r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered])
                 buffered.clear()
+                self._notify(thread_id)
 
+        if graph_input is not None and not isinstance(graph_input, Command):
+            await self.storage.ledger.run_started(thread_id, graph_input["request"].symbol, config.get("metadata", {}).get("parent_thread_id"))
+        else:
+            await self.storage.ledger.run_status(thread_id, "running")
+        self._notify(thread_id)
         try:
             async for mode, chunk in self.graph.astream(
-                graph_input, config, context=context, durability=durability, stream_mode=["updates", "checkpoints"]
+                graph_input, config, context=context, durability=durability, stream_mode=["updates", "custom", "checkpoints"]
             ):
                 if mode == "updates":
                     for node, update in chunk.items():
                         buffered.extend(records_from_update(thread_id, node, update))
+                elif mode == "custom":
+                    buffered.append(progress_record(thread_id, chunk))
                 else:  # the checkpoint that holds the updates streamed before it
                     await flush(chunk["config"]["configurable"]["checkpoint_id"])
+        except BaseException as error:
+            await self.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
+            raise
         finally:
             # Whatever the run got to before an error is recorded too; the last checkpoint is its best anchor.
             if buffered:
                 last = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
                 await flush((last.config.get("configurable") or {}).get("checkpoint_id"))
         await self._track_pending(thread_id)
+        self._notify(thread_id)
+
+    def _notify(self, thread_id: str) -> None:
+        for listener in list(self.listeners):
+            listener(thread_id)
 
     async def _track_pending(self, thread_id: str) -> None:
         outcome = await self.outcome(thread_id)
         if outcome.pending is None:
             await self.storage.ledger.clear_pending(thread_id)
+            decision = outcome.decision
+            await self.storage.ledger.run_status(thread_id, "done", decision.action if decision else None, decision.reason if decision else None)
             return
         proposal = ApprovalRequest.model_validate(outcome.pending.proposal)
         await self.storage.ledger.set_pending(
             thread_id, outcome.pending.interrupt_id, proposal.symbol, proposal.expires_at, json.dumps(outcome.pending.proposal)
         )
+        await self.storage.ledger.run_status(thread_id, "paused", None, "waiting for approval")
 
     async def pending_approvals(self) -> list[dict[str, Any]]:
         return [{**row, "proposal": json.loads(str(row["proposal"]))} for row in await self.storage.ledger.pending()]

@@ -47,7 +47,11 @@ def timeframe_vwaps(loaded: IndicatorFrame) -> TimeframeVwaps:
 async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
-    by_timeframe = {tf: timeframe_vwaps(await frames.get(request.symbol, tf, market.as_of)) for tf in market.timeframes}
+    by_timeframe = {}
+    # The longest analyst: a progress report per timeframe reaches the run's event stream.
+    for done, tf in enumerate(market.timeframes, start=1):
+        by_timeframe[tf] = timeframe_vwaps(await frames.get(request.symbol, tf, market.as_of))
+        runtime.stream_writer({"node": NODE, "stage": "projections", "timeframe": tf, "done": done, "total": len(market.timeframes)})
     report = AnchoredVwapReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     count = sum(len(v.vwaps) for v in by_timeframe.values())
     return {

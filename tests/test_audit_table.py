@@ -41,6 +41,10 @@ async def test_a_run_leaves_its_trail_under_its_checkpoints(backend_settings: Se
     assert {row.checkpoint_id for row in trail} <= history
     assert any(row.node == "execute" and row.event == "STATE_CHANGE" and row.verdict == "decision,orders" for row in trail)
     assert report.intact and report.rows == len(trail)
+    # The longest analyst reports its progress through LangGraph's custom stream, one row per timeframe.
+    progress = [row for row in trail if row.event == "PROGRESS"]
+    assert [row.node for row in progress] == ["anchored_vwap"] * len(backend_settings.timeframes)
+    assert '"done":6' in progress[-1].payload and '"total":6' in progress[-1].payload
 
 
 async def test_interrupt_and_operator_answer_are_on_the_trail(backend_settings: Settings) -> None:

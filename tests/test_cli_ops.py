@@ -63,6 +63,8 @@ def test_approvals_lists_waiting_runs(cli_env: dict[str, str]) -> None:
     assert listed[0]["proposal"]["symbol"] == "ETH/USDT"
     assert aitrader(cli_env, "approve", paused["thread_id"], "--by", "ops").returncode == 0
     assert json.loads(aitrader(cli_env, "approvals", "--json").stdout) == []
+    (row,) = json.loads(aitrader(cli_env, "runs", "--json").stdout)
+    assert row["thread_id"] == paused["thread_id"] and row["status"] == "done" and row["action"] == "BUY"
 
 
 def test_live_trading_is_refused_without_the_flag_and_keys(cli_env: dict[str, str]) -> None:

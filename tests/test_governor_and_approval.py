@@ -156,3 +156,18 @@ async def test_modify_with_a_stop_is_rechecked_by_risk(backend_settings: Setting
     # The same 1 % risk over a wider stop means a smaller size.
     assert position.quantity < proposal["quantity"]
     assert position.quantity * abs(proposal["entry"] - stop) <= backend_settings.risk_per_trade * backend_settings.account_equity * 1.0001
+
+
+async def test_the_runs_index_follows_each_run_through_its_states(backend_settings: Settings) -> None:
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
+        paused = await runs.start(uptrend(backend_settings, approval="always"))
+        assert (await storage.ledger.run(paused.thread_id))["status"] == "paused"
+        done = await runs.start(uptrend(backend_settings, "ETH/USDT"))
+        await runs.resume(paused.thread_id, ApprovalResponse(action="reject", by="nina", reason="not today"))
+        rows = {row["thread_id"]: row for row in await storage.ledger.runs()}
+        only_eth = await storage.ledger.runs(symbol="ETH/USDT")
+    assert rows[done.thread_id]["status"] == "done" and rows[done.thread_id]["action"] == "BUY"
+    assert rows[paused.thread_id]["status"] == "done" and rows[paused.thread_id]["action"] == "REJECT"
+    assert "nina" in rows[paused.thread_id]["reason"]
+    assert [row["thread_id"] for row in only_eth] == [done.thread_id]

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from state.portfolio import GovernorState, Position, PositionStatus
 from tools.database import Database, MemoryDatabase
 
 POSITIONS = "aitrader_positions"
 GOVERNOR = "aitrader_governor"
+RunStatus = Literal["running", "paused", "done", "failed"]
 APPROVALS = "aitrader_approvals"
+RUNS = "aitrader_runs"
 
 _SCHEMA = [
     f"""CREATE TABLE IF NOT EXISTS {POSITIONS} (
@@ -45,6 +48,18 @@ _SCHEMA = [
         expires_at TEXT,
         proposal TEXT NOT NULL
     )""",
+    # Every thread any surface started: what `GET /runs` lists without walking the checkpoints.
+    f"""CREATE TABLE IF NOT EXISTS {RUNS} (
+        thread_id TEXT PRIMARY KEY,
+        symbol TEXT NOT NULL,
+        status TEXT NOT NULL,
+        action TEXT,
+        reason TEXT,
+        started_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        parent_thread_id TEXT
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {RUNS}_started ON {RUNS} (started_at)",
 ]
 
 
@@ -141,6 +156,35 @@ class Ledger:
 
     async def pending(self) -> list[dict[str, str | None]]:
         return await self.db.fetch(f"SELECT thread_id, interrupt_id, symbol, expires_at, proposal FROM {APPROVALS} ORDER BY expires_at")
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def run_started(self, thread_id: str, symbol: str, parent_thread_id: str | None = None) -> None:
+        now = _iso(datetime.now(UTC))
+        await self.db.execute(
+            f"INSERT INTO {RUNS} (thread_id, symbol, status, started_at, updated_at, parent_thread_id) VALUES (%s, %s, 'running', %s, %s, %s) "
+            "ON CONFLICT (thread_id) DO UPDATE SET status = 'running', updated_at = excluded.updated_at",
+            (thread_id, symbol, now, now, parent_thread_id),
+        )
+
+    async def run_status(self, thread_id: str, status: RunStatus, action: str | None = None, reason: str | None = None) -> None:
+        await self.db.execute(
+            f"UPDATE {RUNS} SET status = %s, action = %s, reason = %s, updated_at = %s WHERE thread_id = %s",
+            (status, action, reason, _iso(datetime.now(UTC)), thread_id),
+        )
+
+    async def runs(self, *, status: str | None = None, symbol: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("symbol", symbol)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return await self.db.fetch(f"SELECT * FROM {RUNS} {where} ORDER BY started_at DESC LIMIT %s", [*params, limit])
+
+    async def run(self, thread_id: str) -> dict[str, Any] | None:
+        rows = await self.db.fetch(f"SELECT * FROM {RUNS} WHERE thread_id = %s", (thread_id,))
+        return rows[0] if rows else None
 
     @staticmethod
     def _row(position: Position) -> tuple[str | None, ...]:
