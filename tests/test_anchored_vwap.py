@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import types
 from datetime import UTC, datetime
 from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 import pytest
+from langgraph.runtime import Runtime
 
 from nodes.anchored_vwap import anchored_vwap as anchored_vwap_node
 from nodes.market_data import summarize
@@ -177,7 +177,11 @@ async def test_node_reports_every_timeframe_within_its_price_range() -> None:
         timeframes=summaries,
         last_price=summaries["5m"].last_close,
     )
-    update = await anchored_vwap_node({"request": request, "market": market}, types.SimpleNamespace(context=services))
+    progress: list[dict] = []
+    runtime = Runtime(context=services, store=None, stream_writer=progress.append, previous=None)
+    update = await anchored_vwap_node({"request": request, "market": market}, runtime)
+    # One progress report per timeframe, in order, for the run's event stream.
+    assert [(p["timeframe"], p["done"], p["total"]) for p in progress] == [(tf, i, 6) for i, tf in enumerate(timeframes, start=1)]
     report = update["levels"].anchored_vwap
     assert report.as_of == as_of and set(report.by_timeframe) == set(timeframes)
     assert update["audit"][0].produced_by == "anchored_vwap"
