@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from nodes.common import end_run, event, services
 from state import AnalysisState
 from state.portfolio import PortfolioView, Position, TradeProposal
-from state.sections import Check, RiskAssessment, RiskSection
+from state.sections import Check, RiskAssessment, RiskSection, failed_checks
 from tools.context import Services
 from tools.portfolio import Monitoring, portfolio_view
 from tools.risk_rules import assess
@@ -86,7 +86,7 @@ async def evaluate(state: AnalysisState, context: Services, *, stop: float | Non
 
 
 def rejection(checks: list[Check]) -> str:
-    return "; ".join(f"{c.name} ({c.detail})" for c in checks if c.passed is False)
+    return "; ".join(f"{c.name} ({c.detail})" for c in failed_checks(checks))
 
 
 async def risk(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -96,7 +96,7 @@ async def risk(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, An
     audit = []
     if book.tripped:
         audit.append(event(NODE, "SYS_COMMAND", "BREAKER_TRIPPED", market.as_of, {"reason": book.tripped, "drawdowns": view.drawdowns}))
-    approved = assessment.approved and all(c.passed is not False for c in checks)
+    approved = assessment.approved and not failed_checks(checks)
     section = RiskSection(
         as_of=market.as_of,
         produced_by=NODE,

@@ -118,15 +118,18 @@ class ServiceHub:
         return named
 
     def for_request(self, request: RunRequest) -> Services:
-        source, frames = self._source(request)
         broker = self.live_broker(request.exchange) if request.broker == "live" else self.paper
+        return self._services(request, broker, self.ledger, self.brokers())
+
+    def _services(self, request: RunRequest, broker: Broker, ledger: Ledger, brokers: Mapping[str, Broker]) -> Services:
+        source, frames = self._source(request)
         return Services(
             settings=self.settings,
             source=source,
             frames=frames,
             broker=broker,
-            ledger=self.ledger,
-            brokers=self.brokers(),
+            ledger=ledger,
+            brokers=brokers,
             llm=self._llm,
             verdicts=self._verdicts,
             position_source=self.position_source,
@@ -145,20 +148,8 @@ class ServiceHub:
                 await scratch.insert(position)
         governor = await self.ledger.governor()
         await scratch.save_governor(governor.model_copy(update={"halted": False, "reason": ""}))
-        source, frames = self._source(request)
         paper = PaperBroker(scratch, fee_rate=self.settings.fee_rate, slippage_bps=self.settings.slippage_bps)
-        return Services(
-            settings=self.settings,
-            source=source,
-            frames=frames,
-            broker=paper,
-            ledger=scratch,
-            brokers={paper.name: paper},
-            llm=self._llm,
-            verdicts=self._verdicts,
-            position_source=self.position_source,
-            market_source=source_key(request),
-        )
+        return self._services(request, paper, scratch, {paper.name: paper})
 
     async def clock_for(self, request: RunRequest) -> datetime:
         """Live sources decide now; offline files decide at their newest candle."""

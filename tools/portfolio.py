@@ -50,21 +50,21 @@ async def sync_positions(
     ledger: Ledger, brokers: Mapping[str, Broker], source_for: SourceFor, timeframe: str, until: datetime
 ) -> tuple[list[Position], list[str]]:
     """Fill and mark every pending or open bracket up to `until`; returns them and what could not be synced."""
-    synced, problems = [], []
-    for position in await ledger.live_positions():
+
+    async def one(position: Position) -> tuple[Position, str | None]:
         broker = brokers.get(position.broker)
         if broker is None:
-            synced.append(position)
-            problems.append(f"{position.bracket_id}: broker {position.broker} not reachable here, last known state used")
-            continue
+            return position, f"{position.bracket_id}: broker {position.broker} not reachable here, last known state used"
         try:
             since = position.marked_at or position.created_at
             candles = await candles_since(source_for(position), position.symbol, timeframe, since, until)
-            synced.append(await broker.sync(position, candles))
+            return await broker.sync(position, candles), None
         except Exception as error:  # a symbol's data failing leaves its last known state, flagged
-            synced.append(position)
-            problems.append(f"{position.bracket_id}: {error}")
-    return synced, problems
+            return position, f"{position.bracket_id}: {error}"
+
+    # The book's symbols are independent: their candles are fetched side by side, not one after another.
+    results = await asyncio.gather(*(one(p) for p in await ledger.live_positions()))
+    return [position for position, _ in results], [problem for _, problem in results if problem]
 
 
 def period_starts(now: datetime) -> dict[str, datetime]:
