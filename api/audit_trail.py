@@ -15,30 +15,31 @@ from state.sections import AuditEvent
 from tools.audit_log import AuditRecord
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Section models and their containers as plain JSON values."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def records_from_update(thread_id: str, node: str, update: Any) -> list[AuditRecord]:
     if node == "__interrupt__":
         return [
-            AuditRecord(thread_id=thread_id, node="approval", event="INTERRUPT", verdict="APPROVAL_PENDING", payload={"interrupt_id": i.id, "proposal": _jsonable(i.value)})
+            AuditRecord(thread_id=thread_id, node="approval", event="INTERRUPT", verdict="APPROVAL_PENDING", payload={"interrupt_id": i.id, "proposal": jsonable(i.value)})
             for i in update
         ]
     if not isinstance(update, dict):
         return []
     records = [
-        AuditRecord(thread_id=thread_id, node=node, event=e.event, verdict=e.verdict, as_of=e.as_of, recorded_at=e.recorded_at, payload=_jsonable(e.detail))
+        AuditRecord(thread_id=thread_id, node=node, event=e.event, verdict=e.verdict, as_of=e.as_of, recorded_at=e.recorded_at, payload=jsonable(e.detail))
         for e in update.get("audit") or []
         if isinstance(e, AuditEvent)
     ]
-    changed = {key: _jsonable(value) for key, value in update.items() if key != "audit"}
+    changed = {key: jsonable(value) for key, value in update.items() if key != "audit"}
     if changed:
         records.append(AuditRecord(thread_id=thread_id, node=node, event="STATE_CHANGE", verdict=",".join(sorted(changed)), payload=changed))
     return records
@@ -46,6 +47,6 @@ def records_from_update(thread_id: str, node: str, update: Any) -> list[AuditRec
 
 def progress_record(thread_id: str, chunk: Any) -> AuditRecord:
     """A long node's progress report (LangGraph's custom stream): which node, how far."""
-    payload = _jsonable(chunk) if isinstance(chunk, dict) else {"message": str(chunk)}
+    payload = jsonable(chunk) if isinstance(chunk, dict) else {"message": str(chunk)}
     node = str(payload.get("node", "graph")) if isinstance(payload, dict) else "graph"
     return AuditRecord(thread_id=thread_id, node=node, event="PROGRESS", verdict=str(payload.get("stage", "progress"))[:60], payload=payload)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import backtest_cli, data_cli, ops_cli
+from api import backtest_cli, data_cli, ops_cli, serve_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data_cli.add_parser(sub)
     backtest_cli.add_parser(sub)
     ops_cli.add_parsers(sub)
+    serve_cli.add_parser(sub)
 
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as error:
         print(f"aitrader: bad setting: {'; '.join(str(e['loc'][0]) + ': ' + e['msg'] for e in error.errors())}", file=sys.stderr)
         return EXIT_USAGE
+    if args.command == "serve":  # uvicorn owns the event loop and the storage's lifetime
+        return serve_cli.serve(args, settings)
     return run_command(lambda: dispatch(args, settings))
 
 

@@ -6,7 +6,9 @@ so a run behaves the same whichever surface started it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from api.audit_trail import progress_record, records_from_update
+from api.audit_trail import jsonable, progress_record, records_from_update
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
 from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, RunRequest
@@ -48,7 +50,7 @@ class RunOutcome(BaseModel):
     def document(self) -> dict[str, Any]:
         """Every section as JSON, for `--json` and the API."""
         sections = {
-            key: _jsonable(value) for key, value in self.values.items() if key not in ("decision",)
+            key: jsonable(value) for key, value in self.values.items() if key not in ("decision",)
         }
         return {
             "thread_id": self.thread_id,
@@ -64,16 +66,6 @@ class CheckpointInfo(BaseModel):
     nodes: list[str]
     created_at: str | None
     next: list[str]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def new_thread_id(symbol: str) -> str:
@@ -110,6 +102,8 @@ class Lifecycles:
         self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings), ledger=storage.ledger)
         # Called with a thread id whenever that run wrote events or changed status (the HTTP stream wakes on it).
         self.listeners: list[Callable[[str], None]] = []
+        # Called with (node, seconds) as each task finishes; only asked of LangGraph when someone listens.
+        self.timing_listeners: list[Callable[[str, float], None]] = []
 
     def _config(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
         configurable = {"thread_id": thread_id}
@@ -120,6 +114,18 @@ class Lifecycles:
     def services_for(self, request: RunRequest) -> Services:
         # Runtime context is not checkpointed: every resume and replay builds it again, always with paper.
         return self.hub.for_request(request)
+
+    async def services_for_thread(self, thread_id: str, request: RunRequest) -> Services:
+        """A fork keeps trading on a scratch book, under its what-if settings, whenever it is resumed."""
+        metadata = (await self.graph.aget_state(self._config(thread_id))).metadata or {}
+        parent = metadata.get("parent_thread_id")
+        if not parent:
+            return self.services_for(request)
+        services = await self.hub.scratch_for(request, thread_id=str(parent))
+        overrides = metadata.get("fork_settings") or {}
+        if not overrides:
+            return services
+        return dataclasses.replace(services, settings=type(self.settings).model_validate({**self.settings.model_dump(), **overrides}))
 
     async def start(self, request: RunRequest, *, thread_id: str | None = None, services: Services | None = None, durability: str = "async") -> RunOutcome:
         thread_id = thread_id or new_thread_id(request.symbol)
@@ -139,7 +145,9 @@ class Lifecycles:
         values = dict(snapshot.values)
         return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
 
-    async def resume(self, thread_id: str, response: ApprovalResponse, *, interrupt_id: str | None = None) -> RunOutcome:
+    async def resume(
+        self, thread_id: str, response: ApprovalResponse, *, interrupt_id: str | None = None, services: Services | None = None
+    ) -> RunOutcome:
         current = await self.outcome(thread_id)
         if current.pending is None:
             raise NotPending(f"run {thread_id} is not waiting for approval")
@@ -147,7 +155,7 @@ class Lifecycles:
             raise NotPending(f"interrupt {interrupt_id} is not pending on run {thread_id}")
         request = RunRequest.model_validate(current.values["request"])
         resume = Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")})
-        await self._drive(resume, self._config(thread_id), self.services_for(request))
+        await self._drive(resume, self._config(thread_id), services or await self.services_for_thread(thread_id, request))
         return await self.outcome(thread_id)
 
     async def continue_run(self, thread_id: str) -> RunOutcome:
@@ -159,7 +167,7 @@ class Lifecycles:
         if not snapshot.next:
             raise NotPending(f"run {thread_id} has finished: {current.decision.action if current.decision else 'no decision'}")
         request = RunRequest.model_validate(current.values["request"])
-        await self._drive(None, self._config(thread_id), self.services_for(request))
+        await self._drive(None, self._config(thread_id), await self.services_for_thread(thread_id, request))
         return await self.outcome(thread_id)
 
     async def history(self, thread_id: str, *, limit: int = 200) -> list[CheckpointInfo]:
@@ -204,7 +212,8 @@ class Lifecycles:
 
         async def flush(checkpoint_id: str | None) -> None:
             if buffered:
-                await self.storage.audit.append([r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered])
+                stamped = [r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered]
+                await self.storage.audit.append(stamped)
                 buffered.clear()
                 self._notify(thread_id)
 
@@ -213,11 +222,13 @@ class Lifecycles:
         else:
             await self.storage.ledger.run_status(thread_id, "running")
         self._notify(thread_id)
+        modes = ["updates", "custom", "checkpoints", *(["tasks"] if self.timing_listeners else [])]
+        started: dict[str, float] = {}
         try:
-            async for mode, chunk in self.graph.astream(
-                graph_input, config, context=context, durability=durability, stream_mode=["updates", "custom", "checkpoints"]
-            ):
-                if mode == "updates":
+            async for mode, chunk in self.graph.astream(graph_input, config, context=context, durability=durability, stream_mode=modes):
+                if mode == "tasks":
+                    self._time_task(chunk, started)
+                elif mode == "updates":
                     for node, update in chunk.items():
                         buffered.extend(records_from_update(thread_id, node, update))
                 elif mode == "custom":
@@ -234,6 +245,14 @@ class Lifecycles:
                 await flush((last.config.get("configurable") or {}).get("checkpoint_id"))
         await self._track_pending(thread_id)
         self._notify(thread_id)
+
+    def _time_task(self, chunk: dict[str, Any], started: dict[str, float]) -> None:
+        if "result" not in chunk and "error" not in chunk:
+            started[chunk["id"]] = time.perf_counter()
+        elif chunk["id"] in started:
+            seconds = time.perf_counter() - started.pop(chunk["id"])
+            for listener in list(self.timing_listeners):
+                listener(chunk["name"], seconds)
 
     def _notify(self, thread_id: str) -> None:
         for listener in list(self.listeners):
@@ -255,15 +274,24 @@ class Lifecycles:
     async def pending_approvals(self) -> list[dict[str, Any]]:
         return [{**row, "proposal": json.loads(str(row["proposal"]))} for row in await self.storage.ledger.pending()]
 
-    async def expire_stale(self, now: datetime | None = None) -> list[RunOutcome]:
-        """Resolve every approval left unanswered past its expiry: the node records it as expired."""
+    async def expired(self, now: datetime | None = None) -> list[tuple[str, str]]:
+        """(thread id, interrupt id) of every approval left unanswered past its expiry."""
         now = now or datetime.now(UTC)
-        expired = []
-        for row in await self.storage.ledger.pending():
-            if row["expires_at"] and datetime.fromisoformat(str(row["expires_at"])) < now:
-                response = ApprovalResponse(action="reject", by="expiry", reason="approval expired unanswered")
-                try:
-                    expired.append(await self.resume(str(row["thread_id"]), response, interrupt_id=str(row["interrupt_id"])))
-                except NotPending:
-                    await self.storage.ledger.clear_pending(str(row["thread_id"]))
-        return expired
+        return [
+            (str(row["thread_id"]), str(row["interrupt_id"]))
+            for row in await self.storage.ledger.pending()
+            if row["expires_at"] and datetime.fromisoformat(str(row["expires_at"])) < now
+        ]
+
+    async def expire(self, thread_id: str, interrupt_id: str) -> RunOutcome | None:
+        """Resolve one expired approval: the approval node records it as expired."""
+        response = ApprovalResponse(action="reject", by="expiry", reason="approval expired unanswered")
+        try:
+            return await self.resume(thread_id, response, interrupt_id=interrupt_id)
+        except NotPending:
+            await self.storage.ledger.clear_pending(thread_id)
+            return None
+
+    async def expire_stale(self, now: datetime | None = None) -> list[RunOutcome]:
+        outcomes = [await self.expire(thread_id, interrupt_id) for thread_id, interrupt_id in await self.expired(now)]
+        return [outcome for outcome in outcomes if outcome is not None]

@@ -93,6 +93,21 @@ class Settings(BaseSettings):
     exchange_secret: SecretStr | None = None
     secrets_file: Path | None = Field(default=None, description="JSON file with apiKey and secret, instead of the variables.")
 
+    # HTTP API (`aitrader serve`). Without a token the server only listens on loopback.
+    api_host: str = Field(default="127.0.0.1", description="Address `aitrader serve` binds to.")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0, description="Idle time before an SSE stream sends a keep-alive comment.")
+    api_max_concurrent_runs: int = Field(default=4, ge=1, le=256, description="Runs the server drives at once; more wait queued.")
+    approval_sweep_seconds: float = Field(default=30.0, gt=0, description="How often the server expires stale approvals.")
+
+    # Notifications of pending approvals, breaker trips, governor halts and fills; a failing one never blocks a run.
+    notify_webhook_url: str | None = None
+    notify_telegram_bot_token: SecretStr | None = None
+    notify_telegram_chat_id: str | None = None
+    notify_telegram_api_url: str = "https://api.telegram.org"
+    notify_attempts: int = Field(default=4, ge=1, le=10)
+    notify_timeout_seconds: float = Field(default=5.0, gt=0)
+
     @field_validator("alt_data_providers", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,6 +121,8 @@ _FIELDS = ("thread_id", "checkpoint_id", "node", "event", "verdict", "as_of", "r
 class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Told of every committed batch, whoever wrote it (a run, the governor): notifications, metrics.
+        self.listeners: list[Callable[[list[AuditRecord]], None]] = []
 
     async def setup(self) -> None:
         async with self.db.transaction() as session:
@@ -147,10 +150,14 @@ class AuditLog:
                     (seq, *columns, prev, digest),
                 )
                 prev = digest
+        for listener in list(self.listeners):
+            listener(records)
         return seq
 
-    async def trail(self, thread_id: str) -> list[AuditRow]:
-        rows = await self.db.fetch(f"SELECT * FROM {TABLE} WHERE thread_id = %s ORDER BY seq", (thread_id,))
+    async def trail(self, thread_id: str, *, after: int = 0, limit: int | None = None) -> list[AuditRow]:
+        """A thread's rows in order; `after` a sequence number gives only the newer ones (an event stream resuming)."""
+        page = f" LIMIT {int(limit)}" if limit else ""
+        rows = await self.db.fetch(f"SELECT * FROM {TABLE} WHERE thread_id = %s AND seq > %s ORDER BY seq{page}", (thread_id, after))
         return [AuditRow.model_validate(row) for row in rows]
 
     async def verify(self) -> ChainReport:

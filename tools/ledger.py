@@ -17,7 +17,7 @@ from tools.database import Database, MemoryDatabase
 
 POSITIONS = "aitrader_positions"
 GOVERNOR = "aitrader_governor"
-RunStatus = Literal["running", "paused", "done", "failed"]
+RunStatus = Literal["queued", "running", "paused", "done", "failed"]
 APPROVALS = "aitrader_approvals"
 RUNS = "aitrader_runs"
 
@@ -159,12 +159,12 @@ class Ledger:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    async def run_started(self, thread_id: str, symbol: str, parent_thread_id: str | None = None) -> None:
+    async def run_started(self, thread_id: str, symbol: str, parent_thread_id: str | None = None, status: RunStatus = "running") -> None:
         now = _iso(datetime.now(UTC))
         await self.db.execute(
-            f"INSERT INTO {RUNS} (thread_id, symbol, status, started_at, updated_at, parent_thread_id) VALUES (%s, %s, 'running', %s, %s, %s) "
-            "ON CONFLICT (thread_id) DO UPDATE SET status = 'running', updated_at = excluded.updated_at",
-            (thread_id, symbol, now, now, parent_thread_id),
+            f"INSERT INTO {RUNS} (thread_id, symbol, status, started_at, updated_at, parent_thread_id) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (thread_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            (thread_id, symbol, status, now, now, parent_thread_id),
         )
 
     async def run_status(self, thread_id: str, status: RunStatus, action: str | None = None, reason: str | None = None) -> None:

@@ -1,0 +1,128 @@
+"""Runs: start them, list them, read their state, stream their events, answer their approvals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from api.http.auth import operator
+from api.http.bodies import Resume, StartRuns
+from api.http.events import run_events
+from api.http.server import ServerState, server_state
+from api.runs import NotPending, RunNotFound, RunOutcome, make_request, new_thread_id
+from state.sections import RunRequest
+
+router = APIRouter()
+# How long an answer waits for a driver that is still recording the pause it answers.
+BUSY_WAIT_SECONDS = 5.0
+
+
+def accepted(server: ServerState, thread_id: str, symbol: str) -> dict[str, Any]:
+    return {"thread_id": thread_id, "symbol": symbol, "status": "queued", "events": f"/runs/{thread_id}/events", "run": f"/runs/{thread_id}"}
+
+
+async def respond(server: ServerState, started: list[tuple[dict[str, Any], Any]], wait: bool) -> JSONResponse:
+    """202 with where to follow the runs, or, with `wait`, 200 with their outcomes once they pause or finish."""
+    if not wait:
+        return JSONResponse({"runs": [body for body, _ in started]}, status_code=202)
+    outcomes = [await server.manager.wait(task) for _, task in started]
+    return JSONResponse({"runs": [outcome.document() for outcome in outcomes]}, status_code=200)
+
+
+@router.post("/runs", status_code=202, summary="Start a run for one symbol or a list")
+async def start_runs(
+    body: StartRuns, wait: bool = False, server: ServerState = Depends(server_state), by: str | None = Depends(operator)
+) -> JSONResponse:
+    settings = server.settings
+    # Every request is validated before any run starts: one malformed symbol refuses the whole list.
+    requests = [make_request(settings, name, **body.overrides()) for name in body.names]
+    if any(r.broker == "live" for r in requests) and not settings.live_trading:
+        raise HTTPException(403, "live trading is off on this server (AITRADER_LIVE_TRADING is not true)")
+    duplicates = {r.symbol for r in requests if sum(q.symbol == r.symbol for q in requests) > 1}
+    if duplicates:
+        raise HTTPException(422, f"symbols named twice: {', '.join(sorted(duplicates))}")
+    if body.thread_id and await server.storage.ledger.run(body.thread_id):
+        raise HTTPException(409, f"thread {body.thread_id} already exists; resume, replay or fork it instead")
+    started = []
+    for request in requests:
+        thread_id = body.thread_id or new_thread_id(request.symbol)
+        server.manager.claim(thread_id)
+        await server.storage.ledger.run_started(thread_id, request.symbol, status="queued")
+        server.metrics.runs_started.inc()
+        task = server.manager.spawn(thread_id, _starter(server, request, thread_id))
+        started.append((accepted(server, thread_id, request.symbol), task))
+    return await respond(server, started, wait)
+
+
+def _starter(server: ServerState, request: RunRequest, thread_id: str) -> Any:
+    async def start() -> RunOutcome:
+        async with server.run_slots:
+            return await server.runs.start(request, thread_id=thread_id)
+
+    return start
+
+
+@router.get("/runs", summary="Runs, newest first")
+async def list_runs(
+    status: str | None = None, symbol: str | None = None, limit: int = Query(100, ge=1, le=1000), server: ServerState = Depends(server_state)
+) -> dict[str, Any]:
+    return {"runs": await server.storage.ledger.runs(status=status, symbol=symbol.upper() if symbol else None, limit=limit)}
+
+
+@router.get("/runs/{thread_id}", summary="A run's status and current state")
+async def get_run(thread_id: str, server: ServerState = Depends(server_state)) -> dict[str, Any]:
+    index = await server.storage.ledger.run(thread_id)
+    try:
+        document = (await server.runs.outcome(thread_id)).document()
+    except RunNotFound:
+        if index is None:
+            raise
+        document = {"thread_id": thread_id, "decision": None, "pending_interrupt": None, "state": {}}  # queued, nothing ran yet
+    return {**document, "run": index, "driving": server.manager.busy(thread_id)}
+
+
+@router.get("/runs/{thread_id}/events", summary="The run's events as Server-Sent Events")
+async def stream_events(
+    thread_id: str,
+    request: Request,
+    after: int | None = Query(None, ge=0, description="Send events after this id (as `Last-Event-ID` does)."),
+    last_event_id: str | None = Header(None),
+    server: ServerState = Depends(server_state),
+) -> EventSourceResponse:
+    if await server.storage.ledger.run(thread_id) is None:
+        raise RunNotFound(f"no run with thread id {thread_id!r}")
+    resume_after = after
+    if resume_after is None and last_event_id:
+        if not last_event_id.strip().isdigit():
+            raise HTTPException(422, f"Last-Event-ID must be an event id (a number), not {last_event_id!r}")
+        resume_after = int(last_event_id)
+    return EventSourceResponse(run_events(server, thread_id, resume_after or 0), ping=server.settings.sse_heartbeat_seconds)
+
+
+@router.get("/approvals", summary="Runs waiting at the approval interrupt, with the proposed order and evidence")
+async def approvals(server: ServerState = Depends(server_state)) -> dict[str, Any]:
+    return {"approvals": await server.runs.pending_approvals()}
+
+
+@router.post("/runs/{thread_id}/resume", summary="Approve, reject or modify a paused run")
+async def resume_run(
+    thread_id: str, body: Resume, wait: bool = False, server: ServerState = Depends(server_state), by: str | None = Depends(operator)
+) -> JSONResponse:
+    response = body.response(by)
+    await server.manager.claim_when_free(thread_id, BUSY_WAIT_SECONDS)
+    try:
+        current = await server.runs.outcome(thread_id)
+        if current.pending is None:
+            raise NotPending(f"run {thread_id} is not waiting for approval")
+        if body.interrupt_id is not None and body.interrupt_id != current.pending.interrupt_id:
+            raise NotPending(f"interrupt {body.interrupt_id} is not pending on run {thread_id} (pending: {current.pending.interrupt_id})")
+    except BaseException:
+        server.manager.release(thread_id)
+        raise
+    interrupt_id = current.pending.interrupt_id
+    task = server.manager.spawn(thread_id, lambda: server.runs.resume(thread_id, response, interrupt_id=interrupt_id))
+    symbol = str(current.values["request"].symbol)
+    return await respond(server, [({**accepted(server, thread_id, symbol), "status": "resuming", "answer": response.model_dump()}, task)], wait)
