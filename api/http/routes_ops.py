@@ -14,6 +14,8 @@ from api.http.server import ServerState, server_state
 from tools.governor import Governor
 
 router = APIRouter()
+# Who a change is recorded as when the caller named nobody (no `X-Operator`).
+ANONYMOUS = "local-api"
 
 
 def _governor(server: ServerState) -> Governor:
@@ -27,13 +29,13 @@ async def governor_state(server: ServerState = Depends(server_state)) -> dict[st
 
 @router.post("/governor/halt", summary="Stop new orders in every run and cancel resting entries")
 async def halt(body: Halt, server: ServerState = Depends(server_state), by: str | None = Depends(operator)) -> dict[str, Any]:
-    outcome = await _governor(server).halt(body.reason, by or "api", server.runs.hub.brokers())
+    outcome = await _governor(server).halt(body.reason, by or ANONYMOUS, server.runs.hub.brokers())
     return outcome.model_dump(mode="json")
 
 
 @router.post("/governor/resume", summary="Allow new orders again")
 async def resume(body: GovernorResume, server: ServerState = Depends(server_state), by: str | None = Depends(operator)) -> dict[str, Any]:
-    return (await _governor(server).resume(by or "api", body.reason)).model_dump(mode="json")
+    return (await _governor(server).resume(by or ANONYMOUS, body.reason)).model_dump(mode="json")
 
 
 @router.get("/graph", summary="The lifecycle graph: nodes and edges as JSON, or Mermaid")
