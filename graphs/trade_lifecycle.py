@@ -69,9 +69,12 @@ def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
 
 
 def build_graph(
-    checkpointer: BaseCheckpointSaver | None = None, store: BaseStore | None = None, **compile_options: Any
+    checkpointer: BaseCheckpointSaver | None = None,
+    store: BaseStore | None = None,
+    context_schema: type | None = Services,
+    **compile_options: Any,
 ) -> CompiledStateGraph:
-    builder = StateGraph(AnalysisState, context_schema=Services)
+    builder = StateGraph(AnalysisState, context_schema=context_schema)
     for name, node in [
         ("sanity", sanity),
         ("market_data", market_data),
@@ -118,4 +121,6 @@ def build_graph(
 
 
 # For `langgraph dev` / Studio: compiled without a checkpointer, the server brings its own.
-graph = build_graph()
+# No context schema for the served graph: the langgraph server builds the context from JSON and
+# cannot build our Services; its nodes then get default services (paper, built-in data).
+graph = build_graph(context_schema=None)

@@ -17,7 +17,8 @@ _studio_services: dict[str, Services] = {}
 
 
 def services(runtime: Runtime[Services], request: RunRequest) -> Services:
-    if runtime.context is not None:
+    # The langgraph server passes a context of its own (a dict, `{}` at least), never our Services.
+    if isinstance(runtime.context, Services):
         return runtime.context
     key = request.model_dump_json()
     if key not in _studio_services:

@@ -118,4 +118,8 @@ async def sanity(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, 
     if failed:
         reason = "; ".join(f"{c.name}: {c.detail}" for c in failed)
         return end_run(NODE, "REJECT", f"market fails sanity ({reason})", clock, detail=detail, sanity=section)
-    return {"sanity": section, "audit": [event(NODE, "ANALYSIS_UPDATE", "PASS", clock, detail)]}
+    update: dict[str, Any] = {"sanity": section, "audit": [event(NODE, "ANALYSIS_UPDATE", "PASS", clock, detail)]}
+    if not isinstance(state.get("request"), RunRequest):
+        # Studio and the langgraph API hand the request over as plain JSON: the nodes after this one get the model.
+        update["request"] = request
+    return update

@@ -61,6 +61,8 @@ async def health(server: ServerState = Depends(server_state)) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
+# Under `langgraph dev` the server's own /metrics comes first; ours stay reachable here.
+@router.get("/aitrader/metrics", summary="Prometheus metrics (the path that works under langgraph dev too)")
 async def metrics(server: ServerState = Depends(server_state)) -> Response:
     # Gauges that live in the database are read at scrape time, so they are right across processes.
     server.metrics.pending_approvals.set(len(await server.storage.ledger.pending()))

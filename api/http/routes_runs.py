@@ -14,6 +14,7 @@ from api.http.events import run_events
 from api.http.server import ServerState, server_state
 from api.runs import NotPending, RunNotFound, RunOutcome, make_request, new_thread_id
 from state.sections import RunRequest
+from tools.market_data import MarketDataError
 
 router = APIRouter()
 # How long an answer waits for a driver that is still recording the pause it answers.
@@ -44,6 +45,13 @@ async def start_runs(
     duplicates = {r.symbol for r in requests if sum(q.symbol == r.symbol for q in requests) > 1}
     if duplicates:
         raise HTTPException(422, f"symbols named twice: {', '.join(sorted(duplicates))}")
+    for request in requests:
+        try:
+            await server.runs.hub.clock_for(request)  # opens the market source: an unknown scenario or data directory fails here
+        except MarketDataError as error:
+            if request.source != "files":
+                raise  # an exchange that cannot be reached is the server's problem (502), not the caller's
+            raise HTTPException(422, str(error)) from error
     if body.thread_id and await server.storage.ledger.run(body.thread_id):
         raise HTTPException(409, f"thread {body.thread_id} already exists; resume, replay or fork it instead")
     started = []
@@ -59,8 +67,13 @@ async def start_runs(
 
 def _starter(server: ServerState, request: RunRequest, thread_id: str) -> Any:
     async def start() -> RunOutcome:
-        async with server.run_slots:
-            return await server.runs.start(request, thread_id=thread_id)
+        try:
+            async with server.run_slots:
+                return await server.runs.start(request, thread_id=thread_id)
+        except Exception as error:
+            # A run that failed before its first node would otherwise stay "queued" for ever.
+            await server.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
+            raise
 
     return start
 
