@@ -171,3 +171,20 @@ async def test_the_runs_index_follows_each_run_through_its_states(backend_settin
     assert rows[paused.thread_id]["status"] == "done" and rows[paused.thread_id]["action"] == "REJECT"
     assert "nina" in rows[paused.thread_id]["reason"]
     assert [row["thread_id"] for row in only_eth] == [done.thread_id]
+
+
+async def test_runs_side_by_side_cannot_both_spend_the_room_under_a_cap(backend_settings: Settings) -> None:
+    """ETH and SOL share the smart-contract tag. Sized at the same moment each sees an empty book and
+    wants ~40 % of equity; execution looks at the book again under the process's book lock, so the
+    second is cut to what the first left (or refused), and the tag cap holds."""
+    settings = backend_settings.model_copy(update={"max_tag_exposure": 0.5, "llm_enabled": False})
+    async with open_storage(settings) as storage:
+        runs = Lifecycles(settings, storage)
+        outcomes = await asyncio.gather(*(runs.start(uptrend(settings, symbol)) for symbol in ("ETH/USDT", "SOL/USDT")))
+        book = await storage.ledger.live_positions()
+    sized = [o.values["risk"].notional / o.values["risk"].equity for o in outcomes]
+    assert sum(sized) > 0.5  # each was sized alone against an empty book: together they would break the cap
+    tag_exposure = sum(p.notional() for p in book) / settings.account_equity
+    assert book and tag_exposure <= 0.5 * (1 + settings.slippage_bps / 10_000)  # sized at the last price, filled with slippage
+    later = [o for o in outcomes if o.decision.action == "REJECT" or (o.values.get("orders") and o.values["orders"].position.quantity < o.values["risk"].quantity)]
+    assert len(later) == 1 and ("book changed" in later[0].decision.reason or later[0].decision.action == "BUY")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +39,9 @@ class Services:
     # The market a position was opened on, to follow it there (None: this run's source for all).
     position_source: Callable[[Position], MarketDataSource] | None = None
     market_source: str = ""  # this run's market, stamped on the positions it opens
+    # Held from execution's last look at the book until its bracket is booked: concurrent runs of
+    # this process cannot both spend the same room under a cap.
+    book_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def source_for(self, position: Position) -> MarketDataSource:
         return self.position_source(position) if self.position_source else self.source
@@ -72,6 +77,7 @@ class ServiceHub:
         self.paper = PaperBroker(self.ledger, fee_rate=settings.fee_rate, slippage_bps=settings.slippage_bps)
         self._live: Broker | None = None
         self._anchored: dict[str, MarketDataSource] = {}
+        self._book_lock = asyncio.Lock()
 
     def _source(self, request: RunRequest) -> tuple[MarketDataSource, FrameCache]:
         return self._source_by_key((request.source, request.scenario, request.data_dir, request.exchange))
@@ -119,9 +125,11 @@ class ServiceHub:
 
     def for_request(self, request: RunRequest) -> Services:
         broker = self.live_broker(request.exchange) if request.broker == "live" else self.paper
-        return self._services(request, broker, self.ledger, self.brokers())
+        return self._services(request, broker, self.ledger, self.brokers(), self._book_lock)
 
-    def _services(self, request: RunRequest, broker: Broker, ledger: Ledger, brokers: Mapping[str, Broker]) -> Services:
+    def _services(
+        self, request: RunRequest, broker: Broker, ledger: Ledger, brokers: Mapping[str, Broker], book_lock: asyncio.Lock
+    ) -> Services:
         source, frames = self._source(request)
         return Services(
             settings=self.settings,
@@ -134,6 +142,7 @@ class ServiceHub:
             verdicts=self._verdicts,
             position_source=self.position_source,
             market_source=source_key(request),
+            book_lock=book_lock,
         )
 
     async def scratch_for(self, request: RunRequest, *, thread_id: str) -> Services:
@@ -149,7 +158,7 @@ class ServiceHub:
         governor = await self.ledger.governor()
         await scratch.save_governor(governor.model_copy(update={"halted": False, "reason": ""}))
         paper = PaperBroker(scratch, fee_rate=self.settings.fee_rate, slippage_bps=self.settings.slippage_bps)
-        return self._services(request, paper, scratch, {paper.name: paper})
+        return self._services(request, paper, scratch, {paper.name: paper}, asyncio.Lock())
 
     async def clock_for(self, request: RunRequest) -> datetime:
         """Live sources decide now; offline files decide at their newest candle."""

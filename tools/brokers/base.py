@@ -53,7 +53,7 @@ class Broker(Protocol):
     name: str
     live: bool
 
-    async def find(self, bracket_id: str) -> Position | None:
+    async def find(self, bracket_id: str, symbol: str | None = None) -> Position | None:
         """The bracket as the broker knows it (open and recent orders), or None if never placed."""
         ...
 
