@@ -14,7 +14,8 @@ setup:
 run: setup
 	@.venv/bin/aitrader run $(SYMBOL) $(ARGS)
 
-test: setup
+test:
+	@bash .ci/bootstrap --with-browser
 	@.venv/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup

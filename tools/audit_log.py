@@ -160,6 +160,15 @@ class AuditLog:
         rows = await self.db.fetch(f"SELECT * FROM {TABLE} WHERE thread_id = %s AND seq > %s ORDER BY seq{page}", (thread_id, after))
         return [AuditRow.model_validate(row) for row in rows]
 
+    async def rows_after(self, after: int, *, limit: int = 500) -> list[AuditRow]:
+        """Every thread's rows after a sequence number, in order: the whole desk's live trail."""
+        rows = await self.db.fetch(f"SELECT * FROM {TABLE} WHERE seq > %s ORDER BY seq LIMIT {int(limit)}", (after,))
+        return [AuditRow.model_validate(row) for row in rows]
+
+    async def last_seq(self) -> int:
+        rows = await self.db.fetch(f"SELECT COALESCE(MAX(seq), 0) AS seq FROM {TABLE}")
+        return int(rows[0]["seq"]) if rows else 0
+
     async def verify(self) -> ChainReport:
         """Walk the whole chain in pages; the first row whose sequence, link or hash is off is reported."""
         expected_seq, prev, count, after = 1, GENESIS, 0, 0

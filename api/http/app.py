@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from api.http import routes_forensics, routes_ops, routes_runs
+from api.http import routes_cockpit, routes_forensics, routes_ops, routes_runs
 from api.http.manager import ThreadBusy
 from api.http.server import ServerState
 from api.runs import Lifecycles, NotPending, RunNotFound
@@ -121,8 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     add_error_handlers(app)
-    for module in (routes_runs, routes_forensics, routes_ops):
+    for module in (routes_runs, routes_forensics, routes_ops, routes_cockpit):
         app.include_router(module.router)
+    app.mount("/static", routes_cockpit.static_files(), name="static")
     return app
 
 

@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse
 
 from api.http.auth import operator
 from api.http.bodies import Resume, StartRuns
-from api.http.events import run_events
+from api.http.events import resume_point, run_events
 from api.http.server import ServerState, server_state
 from api.runs import NotPending, RunNotFound, RunOutcome, make_request, new_thread_id
 from state.sections import RunRequest
@@ -107,12 +107,8 @@ async def stream_events(
 ) -> EventSourceResponse:
     if await server.storage.ledger.run(thread_id) is None:
         raise RunNotFound(f"no run with thread id {thread_id!r}")
-    resume_after = after
-    if resume_after is None and last_event_id:
-        if not last_event_id.strip().isdigit():
-            raise HTTPException(422, f"Last-Event-ID must be an event id (a number), not {last_event_id!r}")
-        resume_after = int(last_event_id)
-    return EventSourceResponse(run_events(server, thread_id, resume_after or 0), ping=server.settings.sse_heartbeat_seconds)
+    start = resume_point(after, last_event_id) or 0
+    return EventSourceResponse(run_events(server, thread_id, start), ping=server.settings.sse_heartbeat_seconds)
 
 
 @router.get("/approvals", summary="Runs waiting at the approval interrupt, with the proposed order and evidence")

@@ -19,6 +19,8 @@ from tools.notify import Notifier
 from tools.storage import Storage
 
 log = logging.getLogger(__name__)
+# Subscribers under this key wake on any thread's writes (the desk-wide trail).
+EVERY_THREAD = "*"
 
 
 class Wakeups:
@@ -40,8 +42,9 @@ class Wakeups:
                 del self._waiting[thread_id]
 
     def wake(self, thread_id: str) -> None:
-        for event in self._waiting.get(thread_id, ()):
-            event.set()
+        for key in (thread_id, EVERY_THREAD):
+            for event in self._waiting.get(key, ()):
+                event.set()
 
 
 @dataclass
@@ -71,6 +74,8 @@ class ServerState:
 
     def _records_written(self, records: list[AuditRecord]) -> None:
         self.metrics.records_written(records)
+        for thread_id in {r.thread_id for r in records}:
+            self.wakeups.wake(thread_id)  # governor commands too, which no run reports
         for notification in notifications_for(records):
             self.notifier.publish(notification)
 
