@@ -58,3 +58,9 @@ def backend_settings(request: pytest.FixtureRequest, make_settings: Callable[...
     if request.param == "postgres":
         return make_settings(database_url=request.getfixturevalue("postgres_url"))
     return make_settings()
+
+
+@pytest.fixture
+def pg_settings(make_settings: Callable[..., Settings], postgres_url: str) -> Settings:
+    """The real PostgreSQL server, LLM off (no Ollama here): what the API tests run against."""
+    return make_settings(database_url=postgres_url, llm_enabled=False)

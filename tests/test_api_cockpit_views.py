@@ -13,11 +13,6 @@ from state import Settings
 from tests.http_support import SseReader, serving
 
 
-@pytest.fixture
-def pg_settings(make_settings: Any, postgres_url: str) -> Settings:
-    return make_settings(database_url=postgres_url, llm_enabled=False)
-
-
 async def test_desk_stream_book_heatmap_and_chart_agree_with_the_runs(pg_settings: Settings) -> None:
     async with serving(pg_settings) as served:
         client = served.client

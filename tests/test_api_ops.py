@@ -28,11 +28,6 @@ from tests.test_api_runs import start, wait_for_status
 from tests.webhook_receiver import Receiver, receiver  # noqa: F401  (fixture)
 
 
-@pytest.fixture
-def pg_settings(make_settings: Any, postgres_url: str) -> Settings:
-    return make_settings(database_url=postgres_url, llm_enabled=False)
-
-
 async def test_a_halt_from_the_api_stops_new_orders_until_resumed(pg_settings: Settings) -> None:
     async with serving(pg_settings) as served:
         client = served.client
