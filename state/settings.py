@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     sse_heartbeat_seconds: float = Field(default=15.0, gt=0, description="Idle time before an SSE stream sends a keep-alive comment.")
     api_max_concurrent_runs: int = Field(default=4, ge=1, le=256, description="Runs the server drives at once; more wait queued.")
+    api_shutdown_grace_seconds: float = Field(default=10.0, ge=0, description="How long a stopping server lets runs reach a pause; the rest are cancelled and marked failed.")
     approval_sweep_seconds: float = Field(default=30.0, gt=0, description="How often the server expires stale approvals.")
 
     # Notifications of pending approvals, breaker trips, governor halts and fills; a failing one never blocks a run.

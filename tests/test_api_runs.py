@@ -221,3 +221,20 @@ async def test_without_a_token_changes_from_beyond_loopback_are_refused(make_set
             assert (await local.post("/governor/halt", json={"reason": "from here"}, headers={"X-Operator": "bob"})).status_code == 200
             state = (await remote.get("/governor")).json()
             assert state["halted"] is True and state["changed_by"] == "bob"
+
+
+async def test_runs_cut_off_by_a_shutdown_are_marked_failed_not_left_queued(api_settings: Settings) -> None:
+    """One run at a time and no grace: stopping the server cancels the running run and the queued ones.
+    Each says so in the runs index (the running one can be carried on from its last checkpoint)."""
+    from tools.storage import open_storage
+
+    settings = api_settings.model_copy(update={"api_max_concurrent_runs": 1, "api_shutdown_grace_seconds": 0})
+    async with serving(settings) as served:
+        response = await served.client.post("/runs", json={"symbols": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "scenario": "uptrend"})
+        assert response.status_code == 202
+        await asyncio.sleep(0.3)  # the first is running, the others wait for the one slot
+    async with open_storage(settings) as storage:
+        rows = await storage.ledger.runs()
+    assert len(rows) == 3 and {r["status"] for r in rows} <= {"failed", "done"}
+    cut = [r for r in rows if r["status"] == "failed"]
+    assert any("stopped before this run started" in str(r["reason"]) for r in cut)

@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 sweeper.cancel()
-                await server.manager.aclose()
+                await server.manager.aclose(resolved.api_shutdown_grace_seconds)
                 server.detach()
                 await notifier.aclose()
                 await runs.hub.aclose()

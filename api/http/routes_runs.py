@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -70,9 +71,12 @@ def _starter(server: ServerState, request: RunRequest, thread_id: str) -> Any:
         try:
             async with server.run_slots:
                 return await server.runs.start(request, thread_id=thread_id)
-        except Exception as error:
-            # A run that failed before its first node would otherwise stay "queued" for ever.
-            await server.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
+        except BaseException as error:
+            # A run that failed, or was cancelled by a shutdown, before its first node would otherwise
+            # stay "queued" for ever. (Once started, the drive records its own failure.)
+            if (await server.storage.ledger.run(thread_id) or {}).get("status") == "queued":
+                reason = "the server stopped before this run started; start it again" if isinstance(error, asyncio.CancelledError) else f"{type(error).__name__}: {error}"
+                await server.storage.ledger.run_status(thread_id, "failed", None, reason[:500])
             raise
 
     return start
