@@ -19,6 +19,9 @@ import pytest
 
 from state import Settings
 
+# Fixture modules: the webhook receiver and the headless browser.
+pytest_plugins = ["tests.webhook_receiver", "tests.browser_support"]
+
 ADMIN_URL = os.environ.get("AITRADER_TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -5,7 +5,6 @@ Real uvicorn on loopback, real PostgreSQL; built-in markets, paper broker, no LL
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from api.serve_cli import bind_address
 from state import Settings
 from tests.http_support import serving
 from tests.test_api_runs import start, wait_for_status
-from tests.webhook_receiver import Receiver, receiver  # noqa: F401  (fixture)
+from tests.webhook_receiver import Receiver
 
 
 async def test_a_halt_from_the_api_stops_new_orders_until_resumed(pg_settings: Settings) -> None:
@@ -107,7 +106,7 @@ async def test_metrics_count_runs_nodes_approvals_and_orders(pg_settings: Settin
         assert metric(text, "aitrader_sse_clients") == 0
 
 
-async def test_the_webhook_hears_of_approvals_fills_and_halts(pg_settings: Settings, receiver: Receiver) -> None:  # noqa: F811
+async def test_the_webhook_hears_of_approvals_fills_and_halts(pg_settings: Settings, receiver: Receiver) -> None:
     settings = pg_settings.model_copy(update={"notify_webhook_url": receiver.url + "/hook"})
     async with serving(settings) as served:
         client = served.client
@@ -125,7 +124,7 @@ async def test_the_webhook_hears_of_approvals_fills_and_halts(pg_settings: Setti
     assert receiver.bodies[0]["thread_id"] == thread_id and "BTC/USDT" in receiver.bodies[0]["text"]
 
 
-async def test_a_failing_webhook_never_holds_a_run_up(pg_settings: Settings, receiver: Receiver) -> None:  # noqa: F811
+async def test_a_failing_webhook_never_holds_a_run_up(pg_settings: Settings, receiver: Receiver) -> None:
     """The receiver answers 503 to everything: deliveries fail after their retries, the run finishes regardless."""
     receiver.status = 503
     settings = pg_settings.model_copy(update={"notify_webhook_url": receiver.url + "/hook", "notify_attempts": 2})

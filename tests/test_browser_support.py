@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser_support import browser, new_page, screenshot  # noqa: F401  (fixture)
+from tests.browser_support import new_page, screenshot
 
 VENDOR = Path(__file__).resolve().parents[1] / "api" / "cockpit" / "static" / "vendor"
 
@@ -84,7 +84,7 @@ def chart_site() -> Iterator[str]:
     server.server_close()
 
 
-async def test_vendored_chart_draws_in_headless_chromium(browser, chart_site: str) -> None:  # noqa: F811
+async def test_vendored_chart_draws_in_headless_chromium(browser, chart_site: str) -> None:
     page = await new_page(browser, chart_site)
     try:
         await page.goto("/")

@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from state import Settings
-from tests.browser_support import browser, new_page, screenshot  # noqa: F401  (fixture)
+from tests.browser_support import new_page, screenshot
 from tests.http_support import Served, serving
 from tests.test_api_runs import wait_for_status
 
@@ -38,7 +38,7 @@ async def only_run(served: Served, symbol: str) -> str:
     return runs[0]["thread_id"]
 
 
-async def test_an_operator_approves_a_run_from_the_page_and_sees_it_execute(embedded: Settings, browser: Any) -> None:  # noqa: F811
+async def test_an_operator_approves_a_run_from_the_page_and_sees_it_execute(embedded: Settings, browser: Any) -> None:
     async with serving(embedded) as served:
         page = await new_page(browser, served.base_url)
         await page.goto("/")
@@ -89,7 +89,7 @@ async def test_an_operator_approves_a_run_from_the_page_and_sees_it_execute(embe
         await page.context.close()
 
 
-async def test_the_kill_switch_on_the_page_holds_new_runs(embedded: Settings, browser: Any) -> None:  # noqa: F811
+async def test_the_kill_switch_on_the_page_holds_new_runs(embedded: Settings, browser: Any) -> None:
     async with serving(embedded) as served:
         first = (await served.client.post("/runs", params={"wait": "true"}, json={"symbols": ["ETH/USDT", "SOL/USDT"], "scenario": "uptrend"})).json()
         assert [r["decision"]["action"] for r in first["runs"]] == ["BUY", "BUY"]
@@ -123,7 +123,7 @@ async def test_the_kill_switch_on_the_page_holds_new_runs(embedded: Settings, br
         await page.context.close()
 
 
-async def test_stepping_a_replay_and_forking_a_what_if(embedded: Settings, browser: Any) -> None:  # noqa: F811
+async def test_stepping_a_replay_and_forking_a_what_if(embedded: Settings, browser: Any) -> None:
     async with serving(embedded) as served:
         started = (await served.client.post("/runs", params={"wait": "true"}, json={"symbol": "BTC/USDT", "scenario": "uptrend", "approval_mode": "always"})).json()
         thread_id = started["runs"][0]["thread_id"]

@@ -8,7 +8,6 @@ so a test can hold a request open while the event loop carries on.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import threading
@@ -30,7 +29,7 @@ from tools.governor import Governor
 from tools.notify import Notification, Notifier, TelegramChannel, WebhookChannel
 from tools.storage import open_storage
 
-from tests.webhook_receiver import Receiver, receiver  # noqa: F401  (fixture)
+from tests.webhook_receiver import Receiver
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TOKEN = "123456:AAE-secret_token-value"

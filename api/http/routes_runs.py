@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
@@ -104,7 +104,6 @@ async def get_run(thread_id: str, server: ServerState = Depends(server_state)) -
 @router.get("/runs/{thread_id}/events", summary="The run's events as Server-Sent Events")
 async def stream_events(
     thread_id: str,
-    request: Request,
     after: int | None = Query(None, ge=0, description="Send events after this id (as `Last-Event-ID` does)."),
     last_event_id: str | None = Header(None),
     server: ServerState = Depends(server_state),
