@@ -118,8 +118,7 @@ def forked_settings(settings: Settings, overrides: dict[str, Any]) -> Settings:
     refused = sorted(set(overrides) - FORKABLE_SETTINGS)
     if refused:
         raise ValueError(f"a fork cannot change {', '.join(refused)}; it may change: {', '.join(sorted(FORKABLE_SETTINGS))}")
-    # Validated like any settings, so a what-if cannot run on an impossible risk limit.
-    return type(settings).model_validate({**settings.model_dump(), **overrides})
+    return settings.with_overrides(overrides)
 
 
 async def checkpoint_snapshot(runs: Lifecycles, thread_id: str, checkpoint_id: str) -> Any:

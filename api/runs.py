@@ -123,9 +123,7 @@ class Lifecycles:
             return self.services_for(request)
         services = await self.hub.scratch_for(request, thread_id=str(parent))
         overrides = metadata.get("fork_settings") or {}
-        if not overrides:
-            return services
-        return dataclasses.replace(services, settings=type(self.settings).model_validate({**self.settings.model_dump(), **overrides}))
+        return dataclasses.replace(services, settings=self.settings.with_overrides(overrides)) if overrides else services
 
     async def start(self, request: RunRequest, *, thread_id: str | None = None, services: Services | None = None, durability: str = "async") -> RunOutcome:
         thread_id = thread_id or new_thread_id(request.symbol)
@@ -145,14 +143,19 @@ class Lifecycles:
         values = dict(snapshot.values)
         return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
 
-    async def resume(
-        self, thread_id: str, response: ApprovalResponse, *, interrupt_id: str | None = None, services: Services | None = None
-    ) -> RunOutcome:
+    async def waiting(self, thread_id: str, interrupt_id: str | None = None) -> RunOutcome:
+        """The run, if it waits at an approval (and at `interrupt_id`, when one is named); else NotPending."""
         current = await self.outcome(thread_id)
         if current.pending is None:
             raise NotPending(f"run {thread_id} is not waiting for approval")
         if interrupt_id is not None and interrupt_id != current.pending.interrupt_id:
-            raise NotPending(f"interrupt {interrupt_id} is not pending on run {thread_id}")
+            raise NotPending(f"interrupt {interrupt_id} is not pending on run {thread_id} (pending: {current.pending.interrupt_id})")
+        return current
+
+    async def resume(
+        self, thread_id: str, response: ApprovalResponse, *, interrupt_id: str | None = None, services: Services | None = None
+    ) -> RunOutcome:
+        current = await self.waiting(thread_id, interrupt_id)
         request = RunRequest.model_validate(current.values["request"])
         resume = Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")})
         await self._drive(resume, self._config(thread_id), services or await self.services_for_thread(thread_id, request))

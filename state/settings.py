@@ -147,6 +147,10 @@ class Settings(BaseSettings):
         base = symbol.split("/", 1)[0].upper()
         return list(self.sector_tags.get(base, ["other"]))
 
+    def with_overrides(self, overrides: dict[str, object]) -> Settings:
+        """A copy with some values changed, validated like any settings (a what-if cannot set an impossible limit)."""
+        return type(self).model_validate({**self.model_dump(), **overrides})
+
     @property
     def drawdown_limits(self) -> dict[str, float]:
         return {"daily": self.drawdown_daily_limit, "weekly": self.drawdown_weekly_limit, "monthly": self.drawdown_monthly_limit}

@@ -45,7 +45,7 @@ async def graph(format: str = Query("json", pattern="^(json|mermaid)$"), server:
     if format == "mermaid":
         return PlainTextResponse(mermaid)
     shape = drawable.to_json()
-    nodes = [{"id": node["id"], "name": node.get("data", {}).get("name", node["id"]) if isinstance(node.get("data"), dict) else node["id"]} for node in shape["nodes"]]
+    nodes = [{"id": node["id"]} for node in shape["nodes"]]
     edges = [{"source": e["source"], "target": e["target"], "conditional": bool(e.get("conditional"))} for e in shape["edges"]]
     return JSONResponse({"graph": "trade_lifecycle", "nodes": nodes, "edges": edges, "mermaid": mermaid})
 

@@ -13,7 +13,7 @@ from api.http.auth import operator
 from api.http.bodies import Resume, StartRuns
 from api.http.events import resume_point, run_events
 from api.http.server import ServerState, server_state
-from api.runs import NotPending, RunNotFound, RunOutcome, make_request, new_thread_id
+from api.runs import RunNotFound, RunOutcome, make_request, new_thread_id
 from state.sections import RunRequest
 from tools.market_data import MarketDataError
 
@@ -126,11 +126,7 @@ async def resume_run(
     response = body.response(by)
     await server.manager.claim_when_free(thread_id, BUSY_WAIT_SECONDS)
     try:
-        current = await server.runs.outcome(thread_id)
-        if current.pending is None:
-            raise NotPending(f"run {thread_id} is not waiting for approval")
-        if body.interrupt_id is not None and body.interrupt_id != current.pending.interrupt_id:
-            raise NotPending(f"interrupt {body.interrupt_id} is not pending on run {thread_id} (pending: {current.pending.interrupt_id})")
+        current = await server.runs.waiting(thread_id, body.interrupt_id)
     except BaseException:
         server.manager.release(thread_id)
         raise
