@@ -1,4 +1,4 @@
-"""The `aitrader` command: run a symbol, approve or reject a paused run, list history, replay."""
+"""The `aitrader` command: run a symbol, scan a watchlist, approve or reject a paused run, list history, replay."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import backtest_cli, data_cli, ops_cli, serve_cli
+from api import backtest_cli, data_cli, ops_cli, scan_cli, serve_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     backtest_cli.add_parser(sub)
     ops_cli.add_parsers(sub)
     serve_cli.add_parser(sub)
+    scan_cli.add_parser(sub)
 
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
@@ -127,6 +128,7 @@ OPS_COMMANDS: dict[str, Callable[[argparse.Namespace, Lifecycles], Awaitable[int
     "positions": ops_cli.positions_command,
     "approvals": ops_cli.approvals_command,
     "runs": ops_cli.runs_command,
+    "scan": scan_cli.scan_command,
 }
 
 

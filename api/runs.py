@@ -25,7 +25,7 @@ from tools.context import ServiceHub, Services
 from tools.llm import make_chat_model
 from tools.audit_log import AuditRecord
 from tools.storage import Storage
-from tools.timeframes import period
+from tools.requests import make_request  # noqa: F401  re-exported: surfaces build requests through here
 
 
 class RunNotFound(LookupError):
@@ -72,28 +72,6 @@ def new_thread_id(symbol: str) -> str:
     return f"{symbol.replace('/', '-').replace(':', '-').lower()}-{uuid.uuid4().hex[:12]}"
 
 
-def make_request(settings: Settings, symbol: str, **overrides: Any) -> RunRequest:
-    """A validated request with the settings' defaults (the clock is fixed when the run starts)."""
-    fields: dict[str, Any] = {
-        "symbol": symbol,
-        "source": settings.source,
-        "data_dir": str(settings.data_dir) if settings.data_dir else None,
-        "exchange": settings.exchange,
-        "timeframes": settings.timeframes,
-        "decision_timeframe": settings.decision_timeframe,
-        "approval_mode": settings.approval_mode,
-    }
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    timeframes = fields["timeframes"]
-    if "decision_timeframe" not in overrides or overrides["decision_timeframe"] is None:
-        if fields["decision_timeframe"] not in timeframes:
-            # The default decision timeframe was not asked for: trade the middle one of those that were.
-            fields["decision_timeframe"] = sorted(timeframes, key=period)[len(timeframes) // 2]
-    if fields.get("data_dir") and "source" not in {k for k, v in overrides.items() if v is not None}:
-        fields["source"] = "files"  # a data directory means the files source unless told otherwise
-    return RunRequest.model_validate(fields)
-
-
 class Lifecycles:
     def __init__(self, settings: Settings, storage: Storage, hub: ServiceHub | None = None) -> None:
         self.settings = settings
@@ -125,11 +103,23 @@ class Lifecycles:
         overrides = metadata.get("fork_settings") or {}
         return dataclasses.replace(services, settings=self.settings.with_overrides(overrides)) if overrides else services
 
-    async def start(self, request: RunRequest, *, thread_id: str | None = None, services: Services | None = None, durability: str = "async") -> RunOutcome:
+    async def start(
+        self,
+        request: RunRequest,
+        *,
+        thread_id: str | None = None,
+        services: Services | None = None,
+        durability: str = "async",
+        metadata: dict[str, Any] | None = None,
+        stop_before: list[str] | None = None,
+    ) -> RunOutcome:
+        """Run a new thread. `stop_before` pauses it ahead of those nodes (a scan's screening pass) and
+        then leaves no events behind: the caller either continues the thread or deletes and re-runs it."""
         thread_id = thread_id or new_thread_id(request.symbol)
         # The clock is fixed before the first node, so every replay of this thread sees the same moment.
         request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
-        await self._drive({"request": request}, self._config(thread_id), services or self.services_for(request), durability)
+        config = {**self._config(thread_id), "metadata": metadata or {}}
+        await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before)
         return await self.outcome(thread_id)
 
     async def outcome(self, thread_id: str) -> RunOutcome:
@@ -204,11 +194,14 @@ class Lifecycles:
         await self._drive(None, snapshot.config, await self.hub.scratch_for(request, thread_id=thread_id))
         return await self.outcome(thread_id)
 
-    async def _drive(self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async") -> None:
+    async def _drive(
+        self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async", stop_before: list[str] | None = None
+    ) -> None:
         """Run the graph as a stream, writing each step's events to the audit table under its checkpoint.
 
         The audit table doubles as the run's event log: its sequence numbers are the event ids the
-        HTTP stream hands out, and listeners hear the thread id after every write.
+        HTTP stream hands out, and listeners hear the thread id after every write. With durability
+        "exit" only the last checkpoint is kept, so the events wait for it and carry its id.
         """
         thread_id = config["configurable"]["thread_id"]
         buffered: list[AuditRecord] = []
@@ -228,7 +221,10 @@ class Lifecycles:
         modes = ["updates", "custom", "checkpoints", *(["tasks"] if self.timing_listeners else [])]
         started: dict[str, float] = {}
         try:
-            async for mode, chunk in self.graph.astream(graph_input, config, context=context, durability=durability, stream_mode=modes):
+            stream = self.graph.astream(
+                graph_input, config, context=context, durability=durability, stream_mode=modes, interrupt_before=stop_before
+            )
+            async for mode, chunk in stream:
                 if mode == "tasks":
                     self._time_task(chunk, started)
                 elif mode == "updates":
@@ -236,8 +232,11 @@ class Lifecycles:
                         buffered.extend(records_from_update(thread_id, node, update))
                 elif mode == "custom":
                     buffered.append(progress_record(thread_id, chunk))
-                else:  # the checkpoint that holds the updates streamed before it
+                elif durability != "exit":  # the checkpoint that holds the updates streamed before it
                     await flush(chunk["config"]["configurable"]["checkpoint_id"])
+            if stop_before and set((await self.graph.aget_state(config)).next) & set(stop_before):
+                buffered.clear()  # stopped where the caller asked: it re-runs or continues the thread itself
+                return
         except BaseException as error:
             await self.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
             raise

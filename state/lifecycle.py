@@ -7,7 +7,7 @@ from typing import Annotated, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
-from state import analysis, base, portfolio
+from state import analysis, base, portfolio, scan
 from state import sections as s
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -58,7 +58,7 @@ def serializable_models() -> list[type[BaseModel]]:
     """Every model that may appear in a checkpoint, for the serializer's allowlist."""
     return [
         value
-        for module in (base, analysis, portfolio, s)
+        for module in (base, analysis, portfolio, s, scan)
         for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == module.__name__
     ]

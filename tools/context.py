@@ -82,6 +82,10 @@ class ServiceHub:
     def _source(self, request: RunRequest) -> tuple[MarketDataSource, FrameCache]:
         return self._source_by_key((request.source, request.scenario, request.data_dir, request.exchange))
 
+    def market_source(self, request: RunRequest) -> MarketDataSource:
+        """The (shared) source a request's runs read, e.g. to list its markets."""
+        return self._source(request)[0]
+
     def position_source(self, position: Position) -> MarketDataSource:
         """The market a position was opened on; a built-in scenario continues from the position's clock."""
         kind, scenario, data_dir, exchange = (position.market_source or f"{self.settings.source}|||{self.settings.exchange}").split("|")

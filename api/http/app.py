@@ -109,6 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 sweeper.cancel()
                 await server.manager.aclose(resolved.api_shutdown_grace_seconds)
+                for task in list(server.background):
+                    task.cancel()
+                await asyncio.gather(*server.background, return_exceptions=True)
                 server.detach()
                 await notifier.aclose()
                 await runs.hub.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
@@ -14,7 +15,9 @@ from api.http.bodies import Resume, StartRuns
 from api.http.events import resume_point, run_events
 from api.http.server import ServerState, server_state
 from api.runs import RunNotFound, RunOutcome, make_request, new_thread_id
+from state.scan import ScanEntry, ScanRequest
 from state.sections import RunRequest
+from tools.scan import scan_thread_id
 from tools.market_data import MarketDataError
 
 router = APIRouter()
@@ -26,12 +29,13 @@ def accepted(server: ServerState, thread_id: str, symbol: str) -> dict[str, Any]
     return {"thread_id": thread_id, "symbol": symbol, "status": "queued", "events": f"/runs/{thread_id}/events", "run": f"/runs/{thread_id}"}
 
 
-async def respond(server: ServerState, started: list[tuple[dict[str, Any], Any]], wait: bool) -> JSONResponse:
+async def respond(server: ServerState, started: list[tuple[dict[str, Any], Any]], wait: bool, scan_id: str | None = None) -> JSONResponse:
     """202 with where to follow the runs, or, with `wait`, 200 with their outcomes once they pause or finish."""
+    scan = {"scan_id": scan_id, "scan": f"/scans/{scan_id}"} if scan_id else {}
     if not wait:
-        return JSONResponse({"runs": [body for body, _ in started]}, status_code=202)
+        return JSONResponse({**scan, "runs": [body for body, _ in started]}, status_code=202)
     outcomes = [await server.manager.wait(task) for _, task in started]
-    return JSONResponse({"runs": [outcome.document() for outcome in outcomes]}, status_code=200)
+    return JSONResponse({**scan, "runs": [outcome.document() for outcome in outcomes]}, status_code=200)
 
 
 @router.post("/runs", status_code=202, summary="Start a run for one symbol or a list")
@@ -55,6 +59,8 @@ async def start_runs(
             raise HTTPException(422, str(error)) from error
     if body.thread_id and await server.storage.ledger.run(body.thread_id):
         raise HTTPException(409, f"thread {body.thread_id} already exists; resume, replay or fork it instead")
+    if body.symbols is not None:
+        return await start_scan(server, body, requests, wait)
     started = []
     for request in requests:
         thread_id = body.thread_id or new_thread_id(request.symbol)
@@ -64,6 +70,65 @@ async def start_runs(
         task = server.manager.spawn(thread_id, _starter(server, request, thread_id))
         started.append((accepted(server, thread_id, request.symbol), task))
     return await respond(server, started, wait)
+
+
+async def start_scan(server: ServerState, body: StartRuns, requests: list[RunRequest], wait: bool) -> JSONResponse:
+    """A list goes through the scanner graph, as `aitrader scan` does: bounded concurrency, halt, ranking."""
+    if body.operator_signals or body.broker == "live":
+        raise HTTPException(422, "operator_signals and the live broker are for single runs; a list is scanned on paper")
+    scan = ScanRequest(scan_id=f"scan-{uuid.uuid4().hex[:12]}", symbols=[r.symbol for r in requests], **scan_options(body))
+    landed: dict[str, asyncio.Future[ScanEntry]] = {r.symbol: asyncio.get_running_loop().create_future() for r in requests}
+    for symbol in landed:
+        server.manager.claim(scan_thread_id(scan.scan_id, symbol))
+    for symbol in landed:
+        await server.storage.ledger.run_started(scan_thread_id(scan.scan_id, symbol), symbol, status="queued")
+        server.metrics.runs_started.inc()
+
+    def heard(event: dict[str, Any]) -> None:
+        entry = event.get("entry")
+        if event.get("scan") == "symbol" and entry and entry["symbol"] in landed and not landed[entry["symbol"]].done():
+            landed[entry["symbol"]].set_result(ScanEntry.model_validate(entry))
+
+    async def scanning() -> None:
+        try:
+            await server.scans.run(scan, concurrency=server.settings.api_max_concurrent_runs, on_event=heard)
+        finally:
+            for future in landed.values():
+                if not future.done():
+                    future.set_exception(RuntimeError("the scan stopped before this symbol was decided"))
+
+    scan_task = asyncio.create_task(scanning(), name=f"scan:{scan.scan_id}")
+    server.background.add(scan_task)
+    scan_task.add_done_callback(server.background.discard)
+
+    def follower(symbol: str) -> Any:
+        async def follow() -> RunOutcome:
+            entry = await landed[symbol]
+            if entry.status == "skipped":  # halted before its turn: nothing ran, and the row says why
+                await server.storage.ledger.run_status(scan_thread_id(scan.scan_id, symbol), "failed", None, entry.reason)
+                raise RuntimeError(entry.reason)
+            return await server.runs.outcome(entry.thread_id)
+
+        return follow
+
+    started = []
+    for symbol in landed:
+        thread_id = scan_thread_id(scan.scan_id, symbol)
+        task = server.manager.spawn(thread_id, follower(symbol))
+        started.append(({**accepted(server, thread_id, symbol), "scan_id": scan.scan_id}, task))
+    return await respond(server, started, wait, scan_id=scan.scan_id)
+
+
+def scan_options(body: StartRuns) -> dict[str, Any]:
+    return body.model_dump(include={"source", "scenario", "data_dir", "exchange", "timeframes", "decision_timeframe", "approval_mode", "as_of"}, exclude_none=True)
+
+
+@router.get("/scans/{scan_id}", summary="A scan's ranked results (once it has finished)")
+async def get_scan(scan_id: str, server: ServerState = Depends(server_state)) -> dict[str, Any]:
+    summary = await server.scans.summary(scan_id)
+    if summary is None:
+        raise HTTPException(404, f"no finished scan {scan_id!r}")
+    return summary.model_dump(mode="json")
 
 
 def _starter(server: ServerState, request: RunRequest, thread_id: str) -> Any:

@@ -13,6 +13,7 @@ from api.http.manager import RunManager
 from api.http.metrics import Metrics
 from api.notifications import notifications_for
 from api.runs import Lifecycles, RunOutcome
+from api.scan import Scans
 from state import Settings
 from tools.audit_log import AuditRecord
 from tools.notify import Notifier
@@ -57,12 +58,16 @@ class ServerState:
     wakeups: Wakeups = field(default_factory=Wakeups)
     manager: RunManager = field(init=False)
     run_slots: asyncio.Semaphore = field(init=False)
+    scans: Scans = field(init=False)
+    # Tasks that drive several threads at once (a scan); the manager holds one task per thread.
+    background: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.manager = RunManager(on_finished=self._run_finished)
         self.metrics.running.set_function(lambda: self.manager.running)
         # Runs beyond this many wait their turn (queued) instead of all sharing the cores at once.
         self.run_slots = asyncio.Semaphore(self.settings.api_max_concurrent_runs)
+        self.scans = Scans(self.runs)
         self.runs.listeners.append(self.wakeups.wake)
         self.runs.timing_listeners.append(self.metrics.node_finished)
         self.storage.audit.listeners.append(self._records_written)

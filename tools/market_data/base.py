@@ -51,6 +51,10 @@ class MarketDataSource(Protocol):
         """Exchange metadata, or None when the source has none (files, built-in)."""
         ...
 
+    async def markets(self) -> list[MarketInfo]:
+        """Every market the source lists, with 24h quote volume where it knows it (a scanner's universe)."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -58,6 +58,31 @@ _TAIL_WEEKS = 2
 _ATTEMPTS = 8  # redraws of a scenario tail that misses its promise
 
 
+# A universe to scan: the majors by name, then numbered synthetic coins. Quoted in USDT and, for the
+# majors, USDC too (a scanner filters by quote). Its 24h volume is the symbol's own turnover level.
+MAJORS: tuple[str, ...] = (
+    "BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "AVAX", "DOT", "LINK", "TRX", "MATIC", "LTC", "ATOM",
+    "UNI", "XLM", "NEAR", "APT", "ARB", "OP", "FIL", "INJ", "AAVE", "SUI", "ETC", "HBAR", "ICP", "RNDR",
+)
+UNIVERSE_SIZE = 3_000
+
+
+def builtin_markets(size: int = UNIVERSE_SIZE) -> list[MarketInfo]:
+    bases = list(MAJORS) + [f"SYN{i:04d}" for i in range(1, size - len(MAJORS) + 1)]
+    listed = [(base, "USDT") for base in bases] + [(base, "USDC") for base in MAJORS]
+    return [
+        MarketInfo(
+            symbol=f"{base}/{quote}",
+            base=base,
+            quote=quote,
+            type="spot",
+            active=True,
+            quote_volume_24h=_profile(f"{base}/{quote}").turnover / 7 * (0.2 if quote == "USDC" else 1.0),
+        )
+        for base, quote in listed
+    ]
+
+
 # --- symbol profile and the weekly root -------------------------------------------
 def _profile(symbol: str) -> Profile:
     seed = digest("builtin", symbol)
@@ -313,6 +338,9 @@ class BuiltinSource:
 
     async def market_info(self, symbol: str) -> MarketInfo | None:
         return None  # synthetic markets have no exchange metadata
+
+    async def markets(self) -> list[MarketInfo]:
+        return builtin_markets()
 
     async def close(self) -> None:
         return None

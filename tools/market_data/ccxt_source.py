@@ -204,6 +204,25 @@ class CcxtSource:
             price_precision=self._step(precision.get("price")),
         )
 
+    async def markets(self) -> list[MarketInfo]:
+        """Spot markets as listed, with the 24h quote volume of one fetch_tickers call where supported."""
+        markets = await self._load_markets()
+        tickers: dict[str, Any] = {}
+        if self.exchange.has.get("fetchTickers"):
+            tickers = await self._call("fetch_tickers", self.exchange.fetch_tickers)
+        return [
+            MarketInfo(
+                symbol=symbol,
+                base=market["base"],
+                quote=market["quote"],
+                type=market.get("type") or "spot",
+                active=market.get("active") is not False,
+                quote_volume_24h=_number((tickers.get(symbol) or {}).get("quoteVolume")),
+            )
+            for symbol, market in markets.items()
+            if (market.get("type") or "spot") == "spot"
+        ]
+
     async def close(self) -> None:
         if self._markets is not None and not self._markets.done():
             self._markets.cancel()

@@ -299,6 +299,14 @@ class FileSource:
     async def market_info(self, symbol: str) -> MarketInfo | None:
         return None
 
+    async def markets(self) -> list[MarketInfo]:
+        """Every symbol with files on disk; files say nothing of 24h volume, so it is unknown (None)."""
+        listed = []
+        for symbol in self.available():
+            base, quote = symbol.split(":")[0].split("/")
+            listed.append(MarketInfo(symbol=symbol, base=base, quote=quote, type="swap" if ":" in symbol else "spot", active=True))
+        return listed
+
     async def close(self) -> None:
         return None
 

@@ -71,5 +71,8 @@ class StoredSource:
     async def market_info(self, symbol: str) -> MarketInfo | None:
         return await self.inner.market_info(symbol)
 
+    async def markets(self) -> list[MarketInfo]:
+        return await self.inner.markets()
+
     async def close(self) -> None:
         await self.inner.close()

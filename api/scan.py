@@ -1,0 +1,121 @@
+"""Scanning: one symbol decided exactly once per scan, and the scanner graph driven over a watchlist.
+
+Every symbol of a scan runs in two passes on its own thread:
+
+1. **Screen** with `durability="exit"`, stopped ahead of verification. Most symbols end
+   here with a HOLD: their thread keeps one checkpoint, the final state (every section,
+   the decision, the audit events), at a fraction of the cost of per-step checkpoints.
+2. **Commit**, only when the consensus was actionable: the screen's thread is deleted and
+   the lifecycle runs again from its input with per-step checkpoints (`durability="async"`),
+   so every symbol that ends with a trade proposal has a fully replayable history. The
+   indicator frames of the first pass are cached, so the second costs less than the first.
+
+Deciding is idempotent: a symbol delivered again (a worker died, a message was
+redelivered) finds its thread and returns the decision already made, continues a
+commit pass from its last checkpoint, or re-screens a screen that never committed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from api.runs import Lifecycles, make_request
+from graphs.scanner import SCAN_RECURSION_LIMIT, build_scanner
+from state.scan import ScanEntry, ScanRequest, ScanSummary
+from tools.market_data import MarketDataSource
+from tools.scan import GovernorWatch, ScanServices, SymbolDispatcher, entry_from_values, scan_thread_id
+
+SCREEN_STOP = ["verify"]
+WORKER = f"{os.getpid()}@{socket.gethostname()}"
+
+
+async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
+    """The symbol's entry in this scan: decided now, or found decided before. Never raises for the symbol."""
+    thread_id = scan_thread_id(scan.scan_id, symbol)
+    started = time.perf_counter()
+    try:
+        request = make_request(runs.settings, symbol, **{**scan.run_options(), "as_of": as_of})
+        metadata = {"scan_id": scan.scan_id, "worker": WORKER}
+        config = {"configurable": {"thread_id": thread_id}}
+        previous = await runs.graph.aget_state(config)
+        if previous.values and (not previous.next or previous.interrupts):
+            return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)  # decided before
+        if previous.values and previous.metadata.get("scan_phase") == "commit":
+            outcome = await runs.continue_run(thread_id)  # a commit pass cut short: carry on where it stopped
+            return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
+        if previous.values:
+            await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
+        outcome = await runs.start(
+            request, thread_id=thread_id, durability="exit", metadata={**metadata, "scan_phase": "screen"}, stop_before=SCREEN_STOP
+        )
+        if outcome.decision is None and outcome.pending is None:
+            await runs.storage.checkpointer.adelete_thread(thread_id)
+            outcome = await runs.start(request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"})
+        return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
+    except Exception as error:
+        await runs.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
+        return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500], worker=WORKER)
+
+
+def _entry(symbol: str, thread_id: str, values: dict[str, Any], paused: bool, started: float) -> ScanEntry:
+    return entry_from_values(symbol, thread_id, values, paused=paused, elapsed_ms=(time.perf_counter() - started) * 1000, worker=WORKER)
+
+
+class InProcessDispatcher:
+    """Decides symbols on this process's event loop (one core): the default for small scans and the API."""
+
+    def __init__(self, runs: Lifecycles) -> None:
+        self.runs = runs
+
+    async def decide(self, request: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
+        return await decide_symbol(self.runs, request, symbol, as_of)
+
+
+class Scans:
+    """Drives the scanner graph. The scan's own thread (id = scan id) keeps the entries and the ranked summary."""
+
+    def __init__(self, runs: Lifecycles) -> None:
+        self.runs = runs
+        self.graph = build_scanner(runs.storage.checkpointer)
+
+    def services(self, dispatcher: SymbolDispatcher) -> ScanServices:
+        return ScanServices(
+            settings=self.runs.settings,
+            dispatcher=dispatcher,
+            governor=GovernorWatch(self.runs.storage.ledger),
+            markets=self.markets_for,
+        )
+
+    def markets_for(self, request: ScanRequest) -> MarketDataSource:
+        probe = make_request(self.runs.settings, "BTC/USDT", **request.run_options())
+        return self.runs.hub.market_source(probe)
+
+    async def run(
+        self,
+        request: ScanRequest,
+        dispatcher: SymbolDispatcher | None = None,
+        *,
+        concurrency: int = 4,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> ScanSummary:
+        """Scan the watchlist; `on_event` hears the watchlist's size and every symbol's entry as it lands."""
+        config = {
+            "configurable": {"thread_id": request.scan_id},
+            "metadata": {"scan_id": request.scan_id},
+            "recursion_limit": SCAN_RECURSION_LIMIT,
+            "max_concurrency": concurrency,
+        }
+        context = self.services(dispatcher or InProcessDispatcher(self.runs))
+        async for chunk in self.graph.astream({"request": request}, config, context=context, durability="exit", stream_mode="custom"):
+            if on_event is not None:
+                on_event(chunk)
+        return (await self.graph.aget_state(config)).values["summary"]
+
+    async def summary(self, scan_id: str) -> ScanSummary | None:
+        values = (await self.graph.aget_state({"configurable": {"thread_id": scan_id}})).values
+        return values.get("summary") if values else None
