@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
@@ -13,6 +14,7 @@ from state import AnalysisState
 from state.sections import FeaturesSection, Regime, RegimeReport, RunRequest, TimeframeRegime
 from tools.context import Services
 from tools.frames import IndicatorFrame
+from tools.indicators import column_arrays
 
 NODE = "regime"
 TREND_ADX = 20.0
@@ -20,23 +22,31 @@ SLOPE_BARS = 10
 WIDTH_WINDOW = 100
 
 
+def _defined(values: np.ndarray) -> np.ndarray:
+    """`Series.dropna()` of a float array."""
+    return values[~np.isnan(values)]
+
+
 def classify(loaded: IndicatorFrame) -> TimeframeRegime:
-    frame = loaded.frame
-    last = frame.iloc[-1]
-    atr_pct = float(last["atr"] / last["close"] * 100)
-    widths = frame["bb_width"].dropna().iloc[-WIDTH_WINDOW:]
-    width_rank = float((widths <= widths.iloc[-1]).mean()) if len(widths) else 0.5
-    atr_history = (frame["atr"] / frame["close"] * 100).dropna().iloc[-WIDTH_WINDOW:]
-    slow = frame["ema_slow"].dropna()
-    slope = float((slow.iloc[-1] / slow.iloc[-SLOPE_BARS - 1] - 1) * 100) if len(slow) > SLOPE_BARS else 0.0
-    adx = float(last["adx"])
+    # numpy arrays, not Series: this runs for every timeframe of every run, on the last ~100 values.
+    close, atr, width, fast, slow_all, adx_all = column_arrays(
+        loaded.frame, "close", "atr", "bb_width", "ema_fast", "ema_slow", "adx"
+    )
+    atr_pct = float(atr[-1] / close[-1] * 100)
+    widths = _defined(width)[-WIDTH_WINDOW:]
+    width_rank = float((widths <= widths[-1]).mean()) if len(widths) else 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        atr_history = _defined(atr / close * 100)[-WIDTH_WINDOW:]
+    slow = _defined(slow_all)
+    slope = float((slow[-1] / slow[-SLOPE_BARS - 1] - 1) * 100) if len(slow) > SLOPE_BARS else 0.0
+    adx = float(adx_all[-1])
     regime: Regime
     # Volatility expansion trumps direction: bands at the top of their range and ATR double its norm.
-    if width_rank >= 0.9 and len(atr_history) and atr_pct > 2 * float(atr_history.median()):
+    if width_rank >= 0.9 and len(atr_history) and atr_pct > 2 * float(np.median(atr_history)):
         regime = "VOLATILE"
-    elif adx >= TREND_ADX and last["ema_fast"] > last["ema_slow"] and slope > 0:
+    elif adx >= TREND_ADX and fast[-1] > slow_all[-1] and slope > 0:
         regime = "TRENDING_UP"
-    elif adx >= TREND_ADX and last["ema_fast"] < last["ema_slow"] and slope < 0:
+    elif adx >= TREND_ADX and fast[-1] < slow_all[-1] and slope < 0:
         regime = "TRENDING_DOWN"
     else:
         regime = "RANGING"

@@ -1,8 +1,9 @@
 """Indicator correctness and absence of look-ahead, against references that share no code with `enrich`.
 
-`enrich` computes its columns through pandas-ta, which dispatches to TA-Lib's C
-kernels when TA-Lib is installed (asserted below). Each column is checked against
-two independent references:
+`enrich` computes its columns with TA-Lib's C kernels, called directly on numpy arrays
+with the arguments pandas-ta would pass them (pandas-ta itself dispatches to these kernels
+when TA-Lib is installed; asserted below). Each column is checked against two independent
+references:
 
 * pandas-ta's own pure-Python implementation, `talib=False`. What that flag really
   does in pandas-ta 0.4.71b0 (read from its source):
@@ -33,9 +34,8 @@ two independent references:
           (rows 1..n-1), a seeding difference that decays like (13/14)^k -> after a warm-up.
     BB    mid = SMA(20), bands = mid +- 2 * population std of the same 20 closes.
 
-Note: `enrich` passes `std=2.0` to `ta.bbands`, which 0.4.71b0 does not know (it takes
-lower_std/upper_std) and silently ignores; the bands are 2 std wide only because that is the
-default. The hand-written reference (k = 2) pins the width either way.
+Note: `enrich` passes the band width (2.0 std each side) to `talib.BBANDS` explicitly; the
+hand-written reference (k = 2) pins the width.
 
 Tolerances (all rows from the first defined one unless a warm-up is named):
     same seeding convention (EMA, RSI, ATR, BB hand-written; EMA, BB pandas-ta): rtol 1e-9

@@ -239,6 +239,40 @@ def test_supertrend_adx_follows_the_trend_once_adx_confirms(upside_down: bool) -
     assert live_rows(signals_of("supertrend_adx", flip(trend_series(trend=False)))[1].iloc[WARM:]) == []
 
 
+def _supertrend_series() -> list[pd.DataFrame]:
+    clock = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
+    builtin = [
+        BuiltinSource(scenario).candles(symbol, timeframe, until=clock, limit=300)
+        for scenario, symbol, timeframe in (
+            (None, "BTC/USDT", "1h"), (None, "ETH/USDT", "15m"), ("uptrend", "SOL/USDT", "4h"),
+            ("range", "XRP/USDT", "1h"), ("crash", "BTC/USDT", "1h"), ("volatile", "SOL/USDT", "1h"),
+        )
+    ]
+    short = [BuiltinSource(None).candles("BTC/USDT", "1h", until=clock, limit=n) for n in (5, 10, 11, 12, 30)]
+    hand = [trend_series(), mirror(trend_series()), trend_series(trend=False), chained(np.full(60, 100.0), 0.2)]
+    return [*builtin, *short, *hand]
+
+
+def test_supertrend_is_pandas_ta_supertrend_value_for_value() -> None:
+    """The strategy's numpy Supertrend is pandas-ta's, not an indicator of its own: same line, same direction."""
+    import pandas_ta as ta
+
+    from nodes.strategies.supertrend_adx import LENGTH, MULTIPLIER, supertrend
+
+    flips = 0
+    for raw in _supertrend_series():
+        line, trend = supertrend(raw)
+        table = ta.supertrend(raw["high"], raw["low"], raw["close"], length=LENGTH, multiplier=MULTIPLIER)
+        if table is None:  # too few candles for pandas-ta
+            assert len(raw) < LENGTH + 1 and np.isnan(line).all() and np.isnan(trend).all()
+            continue
+        suffix = f"_{LENGTH}_{MULTIPLIER}"
+        np.testing.assert_array_equal(line, table[f"SUPERT{suffix}"].to_numpy(float))
+        np.testing.assert_array_equal(trend, table[f"SUPERTd{suffix}"].to_numpy(float))
+        flips += int((np.diff(trend[LENGTH:]) != 0).sum())
+    assert flips > 10  # the ratchet and flip branches were exercised
+
+
 @pytest.mark.parametrize("upside_down", [False, True], ids=["long", "short"])
 def test_momentum_cycles_fires_when_the_dip_turns(upside_down: bool) -> None:
     flip = mirror if upside_down else (lambda raw: raw)

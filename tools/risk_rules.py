@@ -136,12 +136,20 @@ def returns_correlation(a: pd.Series, b: pd.Series, window: int) -> float | None
     """Pearson correlation of the last ``window`` simple returns of two close series, aligned
     on their common index first (so both returns span the same interval). None when fewer
     than 20 returns remain or either series does not move."""
-    closes = pd.concat([s[~s.index.duplicated(keep="last")] for s in (a, b)], axis=1, join="inner").sort_index()
-    closes = closes.astype(float)
-    returns = (closes / closes.shift(1) - 1).replace([np.inf, -np.inf], np.nan).dropna().tail(max(window, 0))
-    if len(returns) < MIN_CORRELATION_RETURNS:
+    if a.index.equals(b.index) and a.index.is_unique and a.index.is_monotonic_increasing:
+        # Candles of one timeframe up to one clock: already aligned, so skip the pandas join (~1 ms).
+        pair = np.vstack((a.to_numpy(dtype=float), b.to_numpy(dtype=float)))
+    else:
+        closes = pd.concat([s[~s.index.duplicated(keep="last")] for s in (a, b)], axis=1, join="inner").sort_index()
+        pair = closes.to_numpy(dtype=float).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = pair[:, 1:] / pair[:, :-1] - 1
+    # Returns where either is undefined or infinite are dropped, then the last `window` are kept.
+    finite = returns[:, np.isfinite(returns).all(axis=0)]
+    recent = finite[:, finite.shape[1] - min(max(window, 0), finite.shape[1]) :]
+    if recent.shape[1] < MIN_CORRELATION_RETURNS:
         return None
-    x, y = returns.iloc[:, 0].to_numpy(), returns.iloc[:, 1].to_numpy()
+    x, y = np.ascontiguousarray(recent[0]), np.ascontiguousarray(recent[1])
     # Constant (or geometric, up to float noise) returns have no variance to correlate.
     if np.std(x) < 1e-12 or np.std(y) < 1e-12:
         return None

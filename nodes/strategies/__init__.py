@@ -4,6 +4,10 @@ A strategy is a pure, vectorized function of one indicator frame: it returns
 a signal for every candle of history, the node takes the last one, and a
 backtest takes them all, so live decisions and backtests share one code path.
 Strategies see candles and indicators only: no broker, no state, no orders.
+
+They compute on numpy arrays (`columns`, `shift`, `rolling`, ... below mirror the
+pandas operations they replace, NaN for NaN): a run evaluates every strategy on a
+few hundred rows, where each pandas Series call costs more than its arithmetic.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
+from tools.indicators import column_arrays
+
 SIGNAL_COLUMNS = ["direction", "confidence", "stop", "target"]
+_SIGNAL_INDEX = pd.Index(SIGNAL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -39,17 +47,78 @@ class Strategy:
         return f"{self.name}@{self.version}" if self.shadow else self.name
 
 
-def signal_frame(direction: pd.Series, confidence: pd.Series, stop: pd.Series, target: pd.Series, close: pd.Series) -> pd.DataFrame:
-    """The one shape every strategy returns; flat candles carry no confidence and no levels (close)."""
+Values = pd.Series | np.ndarray
+
+
+def columns(frame: pd.DataFrame, *names: str) -> tuple[np.ndarray, ...]:
+    """The frame's columns as float arrays.
+
+    Strategies compute on numpy arrays: on a few-hundred-row frame, each pandas
+    Series operation costs more in per-call overhead than in arithmetic.
+    """
+    return column_arrays(frame, *names)
+
+
+def shift(values: np.ndarray, periods: int) -> np.ndarray:
+    """`Series.shift(periods)` for a float array: NaN where there is nothing to shift in."""
+    out = np.full(len(values), np.nan)
+    if periods < len(values):
+        out[periods:] = values[: len(values) - periods]
+    return out
+
+
+def diff(values: np.ndarray, periods: int) -> np.ndarray:
+    """`Series.diff(periods)`: the change over `periods` candles."""
+    return values - shift(values, periods)
+
+
+def trailing_count(values: np.ndarray, window: int) -> np.ndarray:
+    """How many non-NaN values each trailing window of `window` values (this one included) holds."""
+    seen = np.concatenate(([0], np.cumsum(~np.isnan(values))))
+    return seen[1:] - seen[np.maximum(np.arange(len(values)) - window + 1, 0)]
+
+
+def rolling(values: np.ndarray, window: int, reduce: np.ufunc, min_periods: int | None = None) -> np.ndarray:
+    """`Series.rolling(window, min_periods).min()/.max()` with reduce = np.fmin/np.fmax (NaNs skipped)."""
+    n = len(values)
+    padded = np.concatenate((np.full(window - 1, np.nan), values))
+    out = values.copy()
+    # One whole-array step per lag, not one small reduction per candle.
+    for lag in range(1, window):
+        out = reduce(out, padded[window - 1 - lag : window - 1 - lag + n])
+    out[trailing_count(values, window) < (window if min_periods is None else min_periods)] = np.nan
+    return out
+
+
+def clip01(values: np.ndarray) -> np.ndarray:
+    """`Series.clip(0, 1)`: NaN stays NaN."""
+    return np.clip(values, 0.0, 1.0)
+
+
+def zero_nan(values: np.ndarray) -> np.ndarray:
+    """`Series.fillna(0)`."""
+    return np.where(np.isnan(values), 0.0, values)
+
+
+def signal_frame(
+    direction: Values, confidence: Values, stop: Values, target: Values, close: Values, index: pd.Index | None = None
+) -> pd.DataFrame:
+    """The one shape every strategy returns; flat candles carry no confidence and no levels (close).
+
+    Takes Series or arrays; with arrays, `index` is the indicator frame's index.
+    """
+    if index is None:
+        index = close.index  # type: ignore[union-attr]
+    direction, close = np.asarray(direction), np.asarray(close, dtype=float)
     acting = direction != 0
-    return pd.DataFrame(
-        {
-            "direction": direction,
-            "confidence": confidence.where(acting, 0.0).fillna(0.0),
-            "stop": stop.where(acting, close),
-            "target": target.where(acting, close),
-        }
-    )
+    confidence = np.where(acting, np.asarray(confidence, dtype=float), 0.0)
+    stop = np.where(acting, np.asarray(stop, dtype=float), close)
+    target = np.where(acting, np.asarray(target, dtype=float), close)
+    # Positional keys, then the one shared column Index: inferring a string Index from the keys
+    # (and hashing it at the first lookup) would cost more than the rest of the frame.
+    frame = pd.DataFrame({0: direction, 1: zero_nan(confidence), 2: stop, 3: target}, index=index)
+    frame.columns = _SIGNAL_INDEX
+    return frame
 
 
 @cache

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, rolling, shift, signal_frame, trailing_count, zero_nan
 
 RANGE_BARS = 20
 # A squeeze: band width in the lowest SQUEEZE_PCT of its last WIDTH_WINDOW values...
@@ -17,34 +18,50 @@ STOP_ATR = 1.5
 MIN_REWARD_RISK = 1.5
 
 
+def trailing_rank(values: np.ndarray) -> np.ndarray:
+    """`rolling(WIDTH_WINDOW, min_periods=WIDTH_WINDOW // 2).rank(method="min", pct=True)` of a float array.
+
+    Each value's rank among the non-NaN values of its trailing window, lowest tie rank
+    (1 + how many are strictly smaller), as a share of those values; NaN for a NaN value
+    or a window with fewer than WIDTH_WINDOW // 2 values.
+    """
+    padded = np.concatenate((np.full(WIDTH_WINDOW - 1, np.nan), values))
+    windows = sliding_window_view(padded, WIDTH_WINDOW)
+    smaller = (windows < values[:, None]).sum(axis=1)
+    count = trailing_count(values, WIDTH_WINDOW)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rank = (smaller + 1) / count
+    rank[np.isnan(values) | (count < WIDTH_WINDOW // 2)] = np.nan
+    return rank
+
+
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    high, low, close, atr, width = (frame[c] for c in ("high", "low", "close", "atr", "bb_width"))
+    high, low, close, atr, width = columns(frame, "high", "low", "close", "atr", "bb_width")
     # Percentile rank of each width among its own trailing window: ≤ SQUEEZE_PCT = the narrowest fifth.
     # Ties rank at their lowest, so a long run of equal widths stays a squeeze (average ranks would climb).
-    rank = width.rolling(WIDTH_WINDOW, min_periods=WIDTH_WINDOW // 2).rank(method="min", pct=True)
-    squeezed = (rank <= SQUEEZE_PCT).astype(float).shift(1).rolling(SQUEEZE_RECENT, min_periods=1).max() > 0
-    tightest = rank.shift(1).rolling(SQUEEZE_RECENT, min_periods=1).min()
+    rank = trailing_rank(width) if len(width) else np.empty(0)
+    squeezed = rolling(shift((rank <= SQUEEZE_PCT).astype(float), 1), SQUEEZE_RECENT, np.fmax, min_periods=1) > 0
+    tightest = rolling(shift(rank, 1), SQUEEZE_RECENT, np.fmin, min_periods=1)
     # The range of the RANGE_BARS candles before this one (the current candle excluded).
-    top = high.shift(1).rolling(RANGE_BARS).max()
-    bottom = low.shift(1).rolling(RANGE_BARS).min()
+    top = rolling(shift(high, 1), RANGE_BARS, np.fmax)
+    bottom = rolling(shift(low, 1), RANGE_BARS, np.fmin)
     height, middle = top - bottom, (top + bottom) / 2
     long = squeezed & (close > top)
     short = squeezed & (close < bottom)
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
+    direction = np.select([long, short], [1, -1], 0)
     # Stop: the range's midpoint or 1.5 ATR, whichever is closer to the entry.
-    stop = pd.Series(
-        np.select([long, short], [np.maximum(middle, close - STOP_ATR * atr), np.minimum(middle, close + STOP_ATR * atr)], np.nan),
-        index=frame.index,
-    )
-    risk = (close - stop).abs()
+    stop = np.select([long, short], [np.maximum(middle, close - STOP_ATR * atr), np.minimum(middle, close + STOP_ATR * atr)], np.nan)
+    risk = np.abs(close - stop)
     # Target: the range height projected from the broken edge, and never less than MIN_REWARD_RISK.
-    projected = pd.Series(np.select([long, short], [top + height, bottom - height], np.nan), index=frame.index)
+    projected = np.select([long, short], [top + height, bottom - height], np.nan)
     floor = close + direction * MIN_REWARD_RISK * risk
-    target = projected.where(direction * (projected - floor) >= 0, floor)
-    strength = pd.Series(np.select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0), index=frame.index)
-    tightness = (1 - tightest / SQUEEZE_PCT).clip(0, 1)
-    confidence = (0.4 + 0.3 * strength.fillna(0).clip(0, 1) + 0.3 * tightness.fillna(0)).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, stop, target, close)
+    with np.errstate(invalid="ignore"):
+        target = np.where(direction * (projected - floor) >= 0, projected, floor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        strength = np.select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0)
+    tightness = clip01(1 - tightest / SQUEEZE_PCT)
+    confidence = 0.4 + 0.3 * clip01(zero_nan(strength)) + 0.3 * zero_nan(tightness)
+    return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

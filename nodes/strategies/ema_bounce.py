@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, diff, shift, signal_frame, zero_nan
 
 SLOPE_BARS = 10
 # The low may stop short of the EMA by this many ATRs and still count as a touch.
@@ -19,28 +19,28 @@ MIN_ADX = 20.0
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    high, low, close, fast, slow, atr, adx = (
-        frame[c] for c in ("high", "low", "close", "ema_fast", "ema_slow", "atr", "adx")
-    )
+    high, low, close, fast, slow, atr, adx = columns(frame, "high", "low", "close", "ema_fast", "ema_slow", "atr", "adx")
     trending = adx >= MIN_ADX
-    up = trending & (fast > slow) & (slow.diff(SLOPE_BARS) > 0)
-    down = trending & (fast < slow) & (slow.diff(SLOPE_BARS) < 0)
+    slope = diff(slow, SLOPE_BARS)
+    up = trending & (fast > slow) & (slope > 0)
+    down = trending & (fast < slow) & (slope < 0)
     touch_low, touch_high = fast + TOUCH_ATR * atr, fast - TOUCH_ATR * atr
     # The first touch of a pullback: the previous candle stayed clear of the EMA on the trend's side.
-    came_down = low.shift(1) > touch_low.shift(1)
-    came_up = high.shift(1) < touch_high.shift(1)
+    came_down = shift(low, 1) > shift(touch_low, 1)
+    came_up = shift(high, 1) < shift(touch_high, 1)
     long = up & came_down & (low <= touch_low) & (low >= fast - MAX_PIERCE_ATR * atr) & (close > fast)
     short = down & came_up & (high >= touch_high) & (high <= fast + MAX_PIERCE_ATR * atr) & (close < fast)
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
+    direction = np.select([long, short], [1, -1], 0)
     # Stop beyond the wick that touched the EMA, target REWARD_RISK times that risk.
-    stop = pd.Series(np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan), index=frame.index)
-    risk = (close - stop).abs()
-    span = (high - low).where(high > low)
-    # Rejection: how far the close came back from the touching wick, as a share of the candle's range.
-    rejection = pd.Series(np.select([long, short], [(close - low) / span, (high - close) / span], 0.0), index=frame.index)
-    trend_strength = ((adx - MIN_ADX) / 30).clip(0, 1)
-    confidence = (0.4 + 0.3 * trend_strength.fillna(0) + 0.3 * rejection.fillna(0).clip(0, 1)).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, stop, close + direction * REWARD_RISK * risk, close)
+    stop = np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
+    risk = np.abs(close - stop)
+    span = np.where(high > low, high - low, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Rejection: how far the close came back from the touching wick, as a share of the candle's range.
+        rejection = np.select([long, short], [(close - low) / span, (high - close) / span], 0.0)
+    trend_strength = clip01((adx - MIN_ADX) / 30)
+    confidence = 0.4 + 0.3 * zero_nan(trend_strength) + 0.3 * clip01(zero_nan(rejection))
+    return signal_frame(direction, confidence, stop, close + direction * REWARD_RISK * risk, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, diff, signal_frame
 
 MIN_ADX = 20.0
 SLOPE_BARS = 10
@@ -14,17 +14,18 @@ TARGET_ATR = 3.0
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    close, fast, slow, atr, adx = (frame[c] for c in ("close", "ema_fast", "ema_slow", "atr", "adx"))
-    rising = slow.diff(SLOPE_BARS) > 0
-    falling = slow.diff(SLOPE_BARS) < 0
-    long = (fast > slow) & (close > fast) & (adx >= MIN_ADX) & rising
-    short = (fast < slow) & (close < fast) & (adx >= MIN_ADX) & falling
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
-    trend_strength = ((adx - MIN_ADX) / 30).clip(0, 1)
-    # EMA separation measured in ATRs, so it means the same on every price scale.
-    separation = ((fast - slow).abs() / atr).clip(0, 2) / 2
-    confidence = (0.4 + 0.3 * trend_strength + 0.3 * separation).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr, close)
+    close, fast, slow, atr, adx = columns(frame, "close", "ema_fast", "ema_slow", "atr", "adx")
+    slope = diff(slow, SLOPE_BARS)
+    long = (fast > slow) & (close > fast) & (adx >= MIN_ADX) & (slope > 0)
+    short = (fast < slow) & (close < fast) & (adx >= MIN_ADX) & (slope < 0)
+    direction = np.select([long, short], [1, -1], 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        trend_strength = clip01((adx - MIN_ADX) / 30)
+        # EMA separation measured in ATRs, so it means the same on every price scale.
+        separation = np.clip(np.abs(fast - slow) / atr, 0, 2) / 2
+    confidence = 0.4 + 0.3 * trend_strength + 0.3 * separation
+    stop, target = close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr
+    return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

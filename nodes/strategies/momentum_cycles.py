@@ -1,6 +1,7 @@
 """Momentum cycle turns: the MACD histogram crosses zero with RSI on the same side of 50 and moving that way.
 
-The MACD histogram (MACD 12/26 minus its 9-signal; pandas-ta `ta.macd`, TA-Lib kernel) swings
+The MACD histogram (MACD 12/26 minus its 9-signal; TA-Lib's `MACD`, the kernel behind pandas-ta's
+`ta.macd`, called on the numpy array to skip pandas-ta's per-call overhead) swings
 with the market's momentum cycle, and its zero crossings mark the cycle's turns. A crossing
 counts only if the swing before it was real (the histogram reached SWING_ATR ATRs on the other
 side within CYCLE_BARS candles), so noise wobbling around zero is not a turn. pandas-ta also
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pandas_ta as ta
+import talib
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, diff, rolling, shift, signal_frame, zero_nan
 
 FAST, SLOW, SIGNAL = 12, 26, 9
 CYCLE_BARS = 10
@@ -25,31 +26,33 @@ STOP_ATR = 2.0
 TARGET_ATR = 3.0
 
 
-def histogram(close: pd.Series) -> pd.Series:
-    table = ta.macd(close, fast=FAST, slow=SLOW, signal=SIGNAL)
-    if table is None:  # too few candles
-        return pd.Series(np.nan, index=close.index)
-    return table[f"MACDh_{FAST}_{SLOW}_{SIGNAL}"]
+def histogram(close: np.ndarray) -> np.ndarray:
+    """TA-Lib's MACD histogram, as `ta.macd` returns it; NaN where pandas-ta answers None (too few candles)."""
+    if len(close) < SLOW + SIGNAL - 1:
+        return np.full(len(close), np.nan)
+    return talib.MACD(np.ascontiguousarray(close), FAST, SLOW, SIGNAL)[2]
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    close, rsi, atr = frame["close"], frame["rsi"], frame["atr"]
+    close, rsi, atr = columns(frame, "close", "rsi", "atr")
     hist = histogram(close)
-    before = hist.shift(1)
-    # The histogram in ATRs, at its extremes over the CYCLE_BARS candles before this one.
-    scaled = hist / atr
-    trough = scaled.shift(1).rolling(CYCLE_BARS, min_periods=1).min()
-    peak = scaled.shift(1).rolling(CYCLE_BARS, min_periods=1).max()
-    rsi_change = rsi.diff(RSI_RISING_BARS)
+    before = shift(hist, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The histogram in ATRs, at its extremes over the CYCLE_BARS candles before this one.
+        scaled = shift(hist / atr, 1)
+    trough = rolling(scaled, CYCLE_BARS, np.fmin, min_periods=1)
+    peak = rolling(scaled, CYCLE_BARS, np.fmax, min_periods=1)
+    rsi_change = diff(rsi, RSI_RISING_BARS)
     long = (hist > 0) & (before <= 0) & (trough <= -SWING_ATR) & (rsi > RSI_MID) & (rsi_change > 0)
     short = (hist < 0) & (before >= 0) & (peak >= SWING_ATR) & (rsi < RSI_MID) & (rsi_change < 0)
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
+    direction = np.select([long, short], [1, -1], 0)
     # Evidence: how far RSI is past 50, and how deep the swing that just turned was (both price-scale free).
-    rsi_push = ((rsi - RSI_MID).abs() / 20).clip(0, 1)
-    swing = pd.Series(np.select([long, short], [-trough, peak], 0.0), index=frame.index)
-    depth = (swing / (4 * SWING_ATR)).clip(0, 1)
-    confidence = (0.4 + 0.3 * rsi_push.fillna(0) + 0.3 * depth.fillna(0)).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr, close)
+    rsi_push = clip01(np.abs(rsi - RSI_MID) / 20)
+    swing = np.select([long, short], [-trough, peak], 0.0)
+    depth = clip01(swing / (4 * SWING_ATR))
+    confidence = 0.4 + 0.3 * zero_nan(rsi_push) + 0.3 * zero_nan(depth)
+    stop, target = close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr
+    return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, signal_frame
 
 OVERSOLD = 30.0
 OVERBOUGHT = 70.0
@@ -15,16 +15,14 @@ STOP_ATR = 1.5
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    close, rsi, atr = frame["close"], frame["rsi"], frame["atr"]
-    calm = frame["adx"] < MAX_ADX
-    long = calm & (rsi < OVERSOLD) & (close < frame["bb_lower"])
-    short = calm & (rsi > OVERBOUGHT) & (close > frame["bb_upper"])
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
-    extremity = pd.Series(
-        np.select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0), index=frame.index
-    ).clip(0, 1)
-    confidence = (0.4 + 0.6 * extremity).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, frame["bb_mid"], close)
+    close, rsi, atr, adx, lower, mid, upper = columns(frame, "close", "rsi", "atr", "adx", "bb_lower", "bb_mid", "bb_upper")
+    calm = adx < MAX_ADX
+    long = calm & (rsi < OVERSOLD) & (close < lower)
+    short = calm & (rsi > OVERBOUGHT) & (close > upper)
+    direction = np.select([long, short], [1, -1], 0)
+    extremity = clip01(np.select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0))
+    confidence = 0.4 + 0.6 * extremity
+    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, mid, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, signal_frame
-from tools.pivots import swing_pivots
+from nodes.strategies import Strategy, clip01, columns, shift, signal_frame, zero_nan
+from tools.pivots import Pivot, swing_pivots
 
 # Three candles each side: width-2 pivots are every minor wiggle, and their sweeps are noise.
 PIVOT_WIDTH = 3
@@ -16,46 +16,62 @@ STOP_PAD_ATR = 0.1
 REWARD_RISK = 2.0
 
 
-def _swing_levels(frame: pd.DataFrame, kind: str) -> tuple[pd.Series, pd.Series]:
+def _running_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """`groupby(segment).cummax()` for contiguous segments beginning at `starts`: NaN skipped, kept NaN."""
+    out = np.empty(len(values))
+    for begin, end in zip(starts, [*starts[1:], len(values)], strict=True):
+        out[begin:end] = np.fmax.accumulate(values[begin:end])
+    out[np.isnan(values)] = np.nan
+    return out
+
+
+def _swing_levels(pivots: list[Pivot], price: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Last swing of `kind` known before each candle, and whether no candle has traded through it since.
 
     A pivot at row p is confirmed at row p + PIVOT_WIDTH; the level is used from the candle after that.
+    `price` is the high for swing highs, minus the low for swing lows (so "through" is always "above").
     """
-    pivots = [p for p in swing_pivots(frame["high"], frame["low"], PIVOT_WIDTH) if p.kind == kind]
-    confirmed = np.full(len(frame), np.nan)
-    confirmed[[p.position + PIVOT_WIDTH for p in pivots]] = [p.price for p in pivots]
-    known = pd.Series(confirmed, index=frame.index).ffill().shift(1)
-    # Segments start at each confirmation; the most extreme price traded since it, before this candle.
-    segment = pd.Series(~np.isnan(confirmed), index=frame.index).cumsum().shift(1).fillna(0)
-    price = frame["high"] if kind == "high" else -frame["low"]
-    extreme = price.groupby(segment).cummax()
-    since = extreme.shift(1).where(segment.shift(1) == segment)
-    if kind == "high":
-        fresh = since.isna() | (since <= known)
-    else:
-        fresh = since.isna() | (-since >= known)
-    return known, fresh & known.notna()
+    n = len(price)
+    confirmed = np.full(n, np.nan)
+    confirmed[[p.position + PIVOT_WIDTH for p in pivots if p.kind == kind]] = [p.price for p in pivots if p.kind == kind]
+    at = np.flatnonzero(~np.isnan(confirmed))
+    # The last confirmed level at each row (a forward fill), known from the row after its confirmation.
+    filled = np.full(n, np.nan)
+    if len(at):
+        filled[at[0] :] = confirmed[at[np.searchsorted(at, np.arange(at[0], n), side="right") - 1]]
+    known = shift(filled, 1)
+    # Segments start at each confirmation's next row; the most extreme price traded since, before this candle.
+    starts = np.unique(np.concatenate(([0], at[at + 1 < n] + 1)))
+    extreme = _running_max(price, starts)
+    since = shift(extreme, 1)
+    since[starts] = np.nan
+    level = known if kind == "high" else -known
+    fresh = np.isnan(since) | (since <= level)
+    return known, fresh & ~np.isnan(known)
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    high, low, close, atr, adx = (frame[c] for c in ("high", "low", "close", "atr", "adx"))
-    swing_high, fresh_high = _swing_levels(frame, "high")
-    swing_low, fresh_low = _swing_levels(frame, "low")
+    high, low, close, atr, adx = columns(frame, "high", "low", "close", "atr", "adx")
+    pivots = swing_pivots(frame["high"], frame["low"], PIVOT_WIDTH)
+    swing_high, fresh_high = _swing_levels(pivots, high, "high")
+    swing_low, fresh_low = _swing_levels(pivots, -low, "low")
     calm = adx < MAX_ADX
     short = calm & fresh_high & (high > swing_high) & (close < swing_high)
     long = calm & fresh_low & (low < swing_low) & (close > swing_low)
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
-    stop = pd.Series(np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan), index=frame.index)
-    risk = (close - stop).abs()
+    direction = np.select([long, short], [1, -1], 0)
+    stop = np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
+    risk = np.abs(close - stop)
     # Target the opposite swing when it is at least 1R away on the winning side, else 2R.
-    opposite = pd.Series(np.select([long, short], [swing_high, swing_low], np.nan), index=frame.index)
+    opposite = np.select([long, short], [swing_high, swing_low], np.nan)
     reward = direction * (opposite - close)
-    target = (close + direction * REWARD_RISK * risk).where(~(reward >= risk), opposite)
-    span = (high - low).where(high > low)
-    rejection = pd.Series(np.select([long, short], [(close - low) / span, (high - close) / span], 0.0), index=frame.index)
-    calmness = ((MAX_ADX - adx) / 15).clip(0, 1)
-    confidence = (0.4 + 0.3 * rejection.fillna(0).clip(0, 1) + 0.3 * calmness.fillna(0)).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, stop, target, close)
+    with np.errstate(invalid="ignore"):
+        target = np.where(~(reward >= risk), close + direction * REWARD_RISK * risk, opposite)
+    span = np.where(high > low, high - low, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rejection = np.select([long, short], [(close - low) / span, (high - close) / span], 0.0)
+    calmness = clip01((MAX_ADX - adx) / 15)
+    confidence = 0.4 + 0.3 * clip01(zero_nan(rejection)) + 0.3 * zero_nan(calmness)
+    return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pandas_ta as ta
+import talib
 
-from nodes.strategies import Strategy, signal_frame
+from nodes.strategies import Strategy, clip01, columns, shift, signal_frame, zero_nan
 
 LENGTH = 10
 MULTIPLIER = 3.0
@@ -18,32 +18,67 @@ MIN_REWARD_RISK = 1.5
 SETTLED_BARS = 20
 
 
-def supertrend(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """(line, direction ±1) of pandas-ta's Supertrend; NaN where it is not defined yet."""
-    # pandas-ta 0.4.71b0 names the factor `multiplier`; an unknown keyword (e.g. atr_mult) is silently ignored.
-    table = ta.supertrend(frame["high"], frame["low"], frame["close"], length=LENGTH, multiplier=MULTIPLIER)
-    if table is None:  # fewer than LENGTH + 1 candles
-        nan = pd.Series(np.nan, index=frame.index)
-        return nan, nan
-    suffix = f"_{LENGTH}_{MULTIPLIER}"
-    return table[f"SUPERT{suffix}"], table[f"SUPERTd{suffix}"]
+def supertrend(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(line, direction ±1) of pandas-ta 0.4.71b0's Supertrend; NaN where it is not defined yet.
+
+    `ta.supertrend`, step for step, on numpy arrays. pandas-ta runs this loop through
+    `Series.iat` reads and writes, ~12 ms a frame, most of this strategy's cost; the
+    arithmetic is a few hundred comparisons. The bands use the same TA-Lib ATR kernel
+    pandas-ta calls, the loop keeps its quirks (only the band of the current direction
+    ratchets; a flip takes the other band as it is), and tests/test_strategy_pool.py
+    checks the result against `ta.supertrend` itself, value for value. TA-Lib's own
+    SUPERTREND is not a substitute: it ratchets both bands, so its line differs on the
+    candles where the direction flips.
+    """
+    high, low, close = (np.ascontiguousarray(values) for values in columns(frame, "high", "low", "close"))
+    n = len(close)
+    if n < LENGTH + 1:  # pandas-ta answers None
+        return np.full(n, np.nan), np.full(n, np.nan)
+    atr = talib.ATR(high, low, close, LENGTH)
+    if np.isnan(atr).all():  # pandas-ta's atr answers None and its supertrend fails on it
+        raise ValueError("Supertrend needs a defined ATR")
+    middle, band = 0.5 * (high + low), MULTIPLIER * atr
+    lower, upper, closes = (middle - band).tolist(), (middle + band).tolist(), close.tolist()
+    direction, line = [1] * n, [np.nan] * n
+    for i in range(1, n):
+        if closes[i] > upper[i - 1]:
+            side = 1
+        elif closes[i] < lower[i - 1]:
+            side = -1
+        else:  # no break: the band on the trend's side may only move with the trend
+            side = direction[i - 1]
+            if side > 0 and lower[i] < lower[i - 1]:
+                lower[i] = lower[i - 1]
+            if side < 0 and upper[i] > upper[i - 1]:
+                upper[i] = upper[i - 1]
+        direction[i] = side
+        line[i] = lower[i] if side > 0 else upper[i]
+    trend = np.array(direction, dtype=float)
+    trend[:LENGTH] = np.nan
+    return np.array(line), trend
+
+
+def held_bars(trend: np.ndarray) -> np.ndarray:
+    """Candles since the direction last changed, this one included (a NaN direction is a run of its own)."""
+    with np.errstate(invalid="ignore"):
+        change = trend != shift(trend, 1)  # NaN != anything: every undefined row starts a run
+    starts = np.flatnonzero(change)
+    return np.arange(len(trend)) - starts[np.cumsum(change) - 1] + 1
 
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
-    close, atr, adx = frame["close"], frame["atr"], frame["adx"]
+    close, atr, adx = columns(frame, "close", "atr", "adx")
     line, trend = supertrend(frame)
     trending = adx >= MIN_ADX
     # The line must exist and sit on the losing side of the close, or there is no stop to trade against.
     long = trending & (trend == 1) & (line < close)
     short = trending & (trend == -1) & (line > close)
-    direction = pd.Series(np.select([long, short], [1, -1], 0), index=frame.index)
-    # Candles since the Supertrend last flipped, counted inside each run of one direction.
-    run = trend.ne(trend.shift(1)).cumsum()
-    held = trend.groupby(run).cumcount() + 1
-    strength = ((adx - MIN_ADX) / 30).clip(0, 1)
-    settled = (held / SETTLED_BARS).clip(0, 1)
-    confidence = (0.4 + 0.35 * strength.fillna(0) + 0.25 * settled.fillna(0)).where(direction != 0, 0.0)
-    return signal_frame(direction, confidence, line, close + direction * np.maximum(TARGET_ATR * atr, MIN_REWARD_RISK * (close - line).abs()), close)
+    direction = np.select([long, short], [1, -1], 0)
+    strength = clip01((adx - MIN_ADX) / 30)
+    settled = clip01(held_bars(trend) / SETTLED_BARS)
+    confidence = 0.4 + 0.35 * zero_nan(strength) + 0.25 * zero_nan(settled)
+    target = close + direction * np.maximum(TARGET_ATR * atr, MIN_REWARD_RISK * np.abs(close - line))
+    return signal_frame(direction, confidence, line, target, close, frame.index)
 
 
 def explain(row: pd.Series, signal: pd.Series) -> str:
