@@ -151,8 +151,10 @@ class Lifecycles:
         await self._drive(resume, self._config(thread_id), services or await self.services_for_thread(thread_id, request))
         return await self.outcome(thread_id)
 
-    async def continue_run(self, thread_id: str) -> RunOutcome:
-        """Carry on a run that stopped without finishing (a crashed process) from its last checkpoint."""
+    async def continue_run(self, thread_id: str, metadata: dict[str, Any] | None = None) -> RunOutcome:
+        """Carry on a run that stopped without finishing (a crashed process) from its last checkpoint.
+
+        `metadata` goes on the checkpoints it writes (LangGraph does not carry the earlier ones' over)."""
         current = await self.outcome(thread_id)
         if current.pending is not None:
             raise NotPending(f"run {thread_id} is waiting for approval: approve or reject it instead")
@@ -160,8 +162,29 @@ class Lifecycles:
         if not snapshot.next:
             raise NotPending(f"run {thread_id} has finished: {current.decision.action if current.decision else 'no decision'}")
         request = RunRequest.model_validate(current.values["request"])
-        await self._drive(None, self._config(thread_id), await self.services_for_thread(thread_id, request))
+        config = {**self._config(thread_id), "metadata": metadata or {}}
+        await self._drive(None, config, await self.services_for_thread(thread_id, request))
         return await self.outcome(thread_id)
+
+    async def settle(self, thread_id: str) -> None:
+        """Record what a run killed after its last checkpoint left unrecorded: its decision event, its status.
+
+        The audit rows of a step are written once its checkpoint exists, so a process that dies in
+        between leaves a finished thread without them; whoever finds the thread finishes the record.
+        """
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        if not snapshot.values:
+            raise RunNotFound(f"no run with thread id {thread_id!r}")
+        trail = await self.storage.audit.trail(thread_id)
+        if not snapshot.next and not any(r.node == "audit" and r.event == "DECISION" for r in trail):
+            closing = [e for e in snapshot.values.get("audit") or [] if e.event == "DECISION"][-1:]
+            checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+            records = [r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in records_from_update(thread_id, "audit", {"audit": closing})]
+            await self.storage.audit.append(records)
+        if await self.storage.ledger.run(thread_id) is None:
+            await self.storage.ledger.run_started(thread_id, RunRequest.model_validate(snapshot.values["request"]).symbol)
+        await self._track_pending(thread_id)
+        self._notify(thread_id)
 
     async def history(self, thread_id: str, *, limit: int = 200) -> list[CheckpointInfo]:
         snapshots = [s async for s in self.graph.aget_state_history(self._config(thread_id), limit=limit)]

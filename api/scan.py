@@ -17,6 +17,7 @@ commit pass from its last checkpoint, or re-screens a screen that never committe
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import time
@@ -44,9 +45,11 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
         config = {"configurable": {"thread_id": thread_id}}
         previous = await runs.graph.aget_state(config)
         if previous.values and (not previous.next or previous.interrupts):
-            return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)  # decided before
+            await runs.settle(thread_id)  # decided before; a worker killed right after may have left its record short
+            return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)
         if previous.values and previous.metadata.get("scan_phase") == "commit":
-            outcome = await runs.continue_run(thread_id)  # a commit pass cut short: carry on where it stopped
+            # A commit pass cut short: carry on where it stopped (its orders' ids are stable across the retry).
+            outcome = await runs.continue_run(thread_id, metadata={**metadata, "scan_phase": "commit"})
             return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
         if previous.values:
             await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
@@ -57,7 +60,12 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
             await runs.storage.checkpointer.adelete_thread(thread_id)
             outcome = await runs.start(request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"})
         return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
+    except asyncio.CancelledError:
+        # Stopped wherever it was (even between the run's row and its first node): say so, then stop.
+        await runs.storage.ledger.run_status(thread_id, "failed", None, "the scan was stopped before this symbol finished; scan it again")
+        raise
     except Exception as error:
+        await runs.storage.ledger.run_started(thread_id, symbol, status="failed")  # there may be no row yet
         await runs.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
         return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500], worker=WORKER)
 

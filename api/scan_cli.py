@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from api.runs import Lifecycles
 from api.scan import InProcessDispatcher, Scans
+from api.scan_distributed import TaskiqDispatcher
 from api.scan_pool import ProcessPoolDispatcher
 from state.scan import ScanEntry, ScanRequest, ScanSummary
 from state.sections import KNOWN_TIMEFRAMES
@@ -46,6 +47,7 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this moment (with --every: the first cycle's)")
     scan.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 1 = this process)")
     scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: 2 per worker)")
+    scan.add_argument("--distributed", action="store_true", help="send symbols to `aitrader worker` processes over RabbitMQ (AITRADER_BROKER_URL; Postgres)")
     scan.add_argument("--every", help="re-scan on each close of this candle, e.g. 5m (the smallest timeframe)")
     scan.add_argument("--cycles", type=int, help="with --every: stop after this many cycles (default: run until stopped)")
     scan.add_argument("--scan-id", help="name of the scan (default: a new one)")
@@ -130,10 +132,18 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     dispatcher: SymbolDispatcher = InProcessDispatcher(runs)
     pool: ProcessPoolDispatcher | None = None
-    if workers > 1:
+    remote: TaskiqDispatcher | None = None
+    if args.distributed:
+        if not runs.settings.database_url:
+            raise ValueError("--distributed needs AITRADER_DATABASE_URL: workers on other hosts share the Postgres database")
+        remote = TaskiqDispatcher(runs)
+        await remote.start()
+        dispatcher = remote
+    elif workers > 1:
         pool = ProcessPoolDispatcher(runs.settings, workers)
+        await pool.start()
         dispatcher = pool
-    concurrency = args.concurrency or 2 * workers
+    concurrency = args.concurrency or (16 if remote else 2 * workers)
     scans = Scans(runs)
     base_id = args.scan_id or f"scan-{uuid.uuid4().hex[:8]}"
     as_of = args.as_of.astimezone(UTC) if args.as_of and args.as_of.tzinfo else (args.as_of.replace(tzinfo=UTC) if args.as_of else None)
@@ -154,6 +164,8 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
     finally:
         if pool is not None:
             pool.close()
+        if remote is not None:
+            await remote.aclose()
 
 
 async def _one_scan(scans: Scans, request: ScanRequest, dispatcher: SymbolDispatcher, concurrency: int, *, quiet: bool) -> ScanSummary:

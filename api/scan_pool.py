@@ -12,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any, TypeVar
 
 from state import Settings
 from state.scan import ScanEntry, ScanRequest
+
+T = TypeVar("T")
 
 
 class _Worker:
@@ -30,15 +35,21 @@ class _Worker:
         from api.runs import Lifecycles
         from tools.storage import open_storage
 
+        # The loop runs in a daemon thread, and so do the threads it starts (aiosqlite's connection
+        # thread inherits the flag): when the pool stops this process, nothing of ours keeps it alive.
         self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="scan-worker-loop", daemon=True).start()
         self.stack = AsyncExitStack()
-        storage = self.loop.run_until_complete(self.stack.enter_async_context(open_storage(settings)))
+        storage = self._call(self.stack.enter_async_context(open_storage(settings)))
         self.runs = Lifecycles(settings, storage)
+
+    def _call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
     def decide(self, request: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
         from api.scan import decide_symbol
 
-        return self.loop.run_until_complete(decide_symbol(self.runs, request, symbol, as_of))
+        return self._call(decide_symbol(self.runs, request, symbol, as_of))
 
 
 _worker: _Worker | None = None
@@ -65,6 +76,7 @@ class ProcessPoolDispatcher:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
+        self.settings = settings
         # BLAS threads inherited from this process would fight the workers for the same cores.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -72,6 +84,10 @@ class ProcessPoolDispatcher:
 
     async def start(self) -> None:
         """Wait until every worker has imported and opened its storage (seconds), so scan figures exclude it."""
+        from tools.storage import open_storage
+
+        async with open_storage(self.settings):
+            pass  # the schema once, here: workers setting up a fresh database at once would race its migrations
         loop = asyncio.get_running_loop()
         pids: set[int] = set()
         while len(pids) < self.workers:

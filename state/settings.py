@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     fee_rate: float = Field(default=0.001, ge=0, lt=0.05)
     slippage_bps: float = Field(default=5.0, ge=0, lt=500)
     candle_limit: int = Field(default=300, ge=60, le=5000)
+    frame_cache_size: int = Field(
+        default=2048, ge=16, description="Indicator frames a process keeps (6 per symbol); scan cycles reuse the larger timeframes' frames."
+    )
     llm_model: str = "phi3:mini"
     llm_base_url: str = "http://127.0.0.1:11434"
     llm_enabled: bool = True

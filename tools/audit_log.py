@@ -140,16 +140,18 @@ class AuditLog:
                 await session.execute(_PG_LOCK)
             last = await session.fetch(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
             seq, prev = (last[0]["seq"], last[0]["hash"]) if last else (0, GENESIS)
+            rows = []
             for record in records:
                 seq += 1
                 columns = _columns(record)
                 digest = row_hash(seq, columns, prev)
-                await session.execute(
-                    f"INSERT INTO {TABLE} (seq, {', '.join(_FIELDS)}, prev_hash, hash) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (seq, *columns, prev, digest),
-                )
+                rows.append((seq, *columns, prev, digest))
                 prev = digest
+            # One round trip for the batch: the table lock is held for as short a time as it can be.
+            await session.execute_many(
+                f"INSERT INTO {TABLE} (seq, {', '.join(_FIELDS)}, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
         for listener in list(self.listeners):
             listener(records)
         return seq

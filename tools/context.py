@@ -107,7 +107,9 @@ class ServiceHub:
             # Synthetic candles are a pure function of (symbol, scenario, clock): storing them buys nothing.
             if kind != "builtin" and self._candles is not None:
                 source = StoredSource(source, self._candles, exchange)
-            frames = FrameCache(source, source_key=":".join(str(part) for part in key), limit=self.settings.candle_limit)
+            frames = FrameCache(
+                source, source_key=":".join(str(part) for part in key), limit=self.settings.candle_limit, max_entries=self.settings.frame_cache_size, clock_bound=kind == "builtin" and scenario is not None
+            )
             self._sources[key] = (source, frames)
         return self._sources[key]
 

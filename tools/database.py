@@ -18,6 +18,9 @@ Dialect = Literal["sqlite", "postgres"]
 
 class Session(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for many rows in one round trip (psycopg pipelines it)."""
+        ...
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
 
@@ -40,6 +43,9 @@ class _SqliteSession:
         count = cursor.rowcount
         await cursor.close()
         return count
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._db.executemany(sql.replace("%s", "?"), [tuple(row) for row in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self._db.execute(sql.replace("%s", "?"), tuple(params)) as cursor:
@@ -89,6 +95,10 @@ class _PostgresSession:
         cursor = await self._conn.execute(sql, tuple(params) or None)
         return max(cursor.rowcount, 0)
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(sql, [tuple(row) for row in rows])
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = await self._conn.execute(sql, tuple(params) or None)
         return [dict(row) for row in await cursor.fetchall()]
@@ -137,6 +147,9 @@ class MemoryDatabase:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._db.execute(sql.replace("%s", "?"), tuple(params)).rowcount
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql.replace("%s", "?"), [tuple(row) for row in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = self._db.execute(sql.replace("%s", "?"), tuple(params))

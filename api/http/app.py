@@ -108,10 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 sweeper.cancel()
-                await server.manager.aclose(resolved.api_shutdown_grace_seconds)
+                # Scans first, so none dispatches another symbol while the runs are given their grace.
                 for task in list(server.background):
                     task.cancel()
                 await asyncio.gather(*server.background, return_exceptions=True)
+                await server.manager.aclose(resolved.api_shutdown_grace_seconds)
                 server.detach()
                 await notifier.aclose()
                 await runs.hub.aclose()

@@ -92,10 +92,12 @@ async def start_scan(server: ServerState, body: StartRuns, requests: list[RunReq
     async def scanning() -> None:
         try:
             await server.scans.run(scan, concurrency=server.settings.api_max_concurrent_runs, on_event=heard)
-        finally:
-            for future in landed.values():
+        except BaseException as error:
+            for symbol, future in landed.items():
                 if not future.done():
-                    future.set_exception(RuntimeError("the scan stopped before this symbol was decided"))
+                    await mark_unstarted(server, scan_thread_id(scan.scan_id, symbol), error)
+                    future.set_exception(RuntimeError(f"the scan stopped before {symbol} was decided: {type(error).__name__} {error}"))
+            raise
 
     scan_task = asyncio.create_task(scanning(), name=f"scan:{scan.scan_id}")
     server.background.add(scan_task)
@@ -103,11 +105,15 @@ async def start_scan(server: ServerState, body: StartRuns, requests: list[RunReq
 
     def follower(symbol: str) -> Any:
         async def follow() -> RunOutcome:
-            entry = await landed[symbol]
-            if entry.status == "skipped":  # halted before its turn: nothing ran, and the row says why
-                await server.storage.ledger.run_status(scan_thread_id(scan.scan_id, symbol), "failed", None, entry.reason)
-                raise RuntimeError(entry.reason)
-            return await server.runs.outcome(entry.thread_id)
+            thread_id = scan_thread_id(scan.scan_id, symbol)
+            try:
+                entry = await landed[symbol]
+                if entry.status == "skipped":  # halted before its turn: nothing ran
+                    raise RuntimeError(entry.reason)
+                return await server.runs.outcome(thread_id)
+            except BaseException as error:
+                await mark_unstarted(server, thread_id, error)
+                raise
 
         return follow
 
@@ -137,14 +143,18 @@ def _starter(server: ServerState, request: RunRequest, thread_id: str) -> Any:
             async with server.run_slots:
                 return await server.runs.start(request, thread_id=thread_id)
         except BaseException as error:
-            # A run that failed, or was cancelled by a shutdown, before its first node would otherwise
-            # stay "queued" for ever. (Once started, the drive records its own failure.)
-            if (await server.storage.ledger.run(thread_id) or {}).get("status") == "queued":
-                reason = "the server stopped before this run started; start it again" if isinstance(error, asyncio.CancelledError) else f"{type(error).__name__}: {error}"
-                await server.storage.ledger.run_status(thread_id, "failed", None, reason[:500])
+            await mark_unstarted(server, thread_id, error)
             raise
 
     return start
+
+
+async def mark_unstarted(server: ServerState, thread_id: str, error: BaseException) -> None:
+    """A run that failed, or was cancelled by a shutdown, before its first node would otherwise stay
+    "queued" for ever. (Once started, the drive records its own failure.)"""
+    if (await server.storage.ledger.run(thread_id) or {}).get("status") == "queued":
+        reason = "the server stopped before this run started; start it again" if isinstance(error, asyncio.CancelledError) else f"{type(error).__name__}: {error}"
+        await server.storage.ledger.run_status(thread_id, "failed", None, reason[:500])
 
 
 @router.get("/runs", summary="Runs, newest first")

@@ -1,0 +1,187 @@
+"""Scans of 10, 100 and 1,000 symbols on the built-in data, with Postgres checkpoints and local worker processes.
+
+    .venv/bin/python bench/scan_throughput.py [--sizes 10,100,1000] [--workers 2] [--profile]
+
+Per size: wall seconds, symbols per second, per-symbol decision latency (p50 / p95,
+measured in the worker from dispatch to decision), peak memory (the coordinator plus
+every worker, summed peak RSS), checkpoint bytes per symbol and how many symbols were
+re-run with per-step checkpoints (actionable consensus). All six timeframes, every
+strategy, no LLM, paper broker, observe approval. Each size gets a scratch database;
+worker start-up (imports, storage) is excluded and reported once.
+
+Then, in this process on one core: what a lifecycle costs in its nodes versus the
+graph runtime around them (wall per run minus the time inside node functions), and
+with --profile a pyinstrument profile of single-symbol decisions (bench/output/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from api.runs import Lifecycles, make_request
+from api.scan import Scans
+from api.scan_pool import ProcessPoolDispatcher
+from lifecycle_runs import ADMIN_URL, checkpoint_bytes, percentile
+from state import Settings
+from state.scan import ScanRequest
+from tools.context import ServiceHub
+from tools.market_data.builtin import builtin_markets
+from tools.storage import open_storage
+
+CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
+OUTPUT = Path(__file__).resolve().parent / "output"
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next((int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")), 0.0)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+async def scan_once(settings: Settings, symbols: list[str], workers: int, concurrency: int) -> dict[str, float]:
+    pool = ProcessPoolDispatcher(settings, workers)
+    try:
+        started = time.perf_counter()
+        await pool.start()
+        startup = time.perf_counter() - started
+        async with open_storage(settings) as storage:
+            runs = Lifecycles(settings, storage)
+            scans = Scans(runs)
+            # Each worker pays TA-Lib and pandas warm-up on its first symbols: not what a long scan sees.
+            warm = [m.symbol for m in builtin_markets()[-4 * workers :]]
+            await scans.run(ScanRequest(scan_id=f"warm-{uuid.uuid4().hex[:6]}", symbols=warm, as_of=CLOCK), pool, concurrency=concurrency)
+            started = time.perf_counter()
+            summary = await scans.run(ScanRequest(scan_id="bench", symbols=symbols, as_of=CLOCK), pool, concurrency=concurrency)
+            wall = time.perf_counter() - started
+            entries = summary.ranked
+            latencies = [e.elapsed_ms for e in entries if e.elapsed_ms is not None]
+            threads = [e.thread_id for e in entries if e.thread_id]
+            size = await checkpoint_bytes(settings, threads)
+        memory = peak_rss_mib(os.getpid()) + sum(peak_rss_mib(pid) for pid in children(os.getpid()) if Path(f"/proc/{pid}").exists())
+        return {
+            "startup_s": startup,
+            "wall_s": wall,
+            "per_s": len(symbols) / wall,
+            "p50_ms": statistics.median(latencies),
+            "p95_ms": percentile(latencies, 0.95),
+            "peak_mib": memory,
+            "ckpt_bytes": size / max(1, len(threads)),
+            "committed": sum(1 for e in entries if e.actionable),
+            "failed": sum(1 for e in entries if e.status not in ("decided", "paused")),
+        }
+    finally:
+        pool.close()
+
+
+async def graph_runtime_share(runs_count: int) -> tuple[float, float]:
+    """(ms per run, of which ms inside node functions), one core, no saver: the rest is LangGraph's runtime."""
+    import graphs.trade_lifecycle as wiring
+
+    inside = [0.0]
+
+    def timed(node):
+        @functools.wraps(node)
+        async def run(state, runtime):
+            began = time.perf_counter()
+            try:
+                return await node(state, runtime)
+            finally:
+                inside[0] += time.perf_counter() - began
+
+        return run
+
+    names = [n for n in dir(wiring) if callable(getattr(wiring, n)) and getattr(getattr(wiring, n), "__module__", "").startswith("nodes.")]
+    originals = {n: getattr(wiring, n) for n in names}
+    for name, node in originals.items():
+        setattr(wiring, name, timed(node))
+    try:
+        graph = wiring.build_graph()
+    finally:
+        for name, node in originals.items():
+            setattr(wiring, name, node)
+    settings = Settings(_env_file=None, home=Path(tempfile.mkdtemp(prefix="aitrader-bench-")))
+    hub = ServiceHub(settings)
+    walls = []
+    for i in range(runs_count + 3):
+        request = make_request(settings, f"SYN{2000 + i:04d}/USDT", as_of=CLOCK)
+        inside[0] = 0.0 if i < 3 else inside[0]
+        began = time.perf_counter()
+        await graph.ainvoke({"request": request}, {"recursion_limit": wiring.RECURSION_LIMIT}, context=hub.for_request(request))
+        if i >= 3:
+            walls.append(time.perf_counter() - began)
+    return sum(walls) * 1000 / runs_count, inside[0] * 1000 / runs_count
+
+
+async def profile(runs_count: int) -> Path:
+    from pyinstrument import Profiler
+
+    from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
+
+    settings = Settings(_env_file=None, home=Path(tempfile.mkdtemp(prefix="aitrader-bench-")))
+    hub, graph = ServiceHub(settings), build_graph()
+    profiler = Profiler(interval=0.001)
+    for i in range(runs_count + 3):
+        request = make_request(settings, f"SYN{2100 + i:04d}/USDT", as_of=CLOCK)
+        if i == 3:
+            profiler.start()
+        await graph.ainvoke({"request": request}, {"recursion_limit": RECURSION_LIMIT}, context=hub.for_request(request))
+    profiler.stop()
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / "scan_profile.txt"
+    path.write_text(profiler.output_text(unicode=False, color=False))
+    return path
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--concurrency", type=int, default=None, help="symbols in flight (default 2 per worker)")
+    parser.add_argument("--postgres-admin-url", default=ADMIN_URL)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    concurrency = args.concurrency or 2 * args.workers
+    universe = [m.symbol for m in builtin_markets() if m.quote == "USDT"]
+    print(f"built-in data, 6 timeframes, every strategy, no LLM, paper, Postgres; {args.workers} worker processes, {concurrency} in flight")
+    print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        database = f"aitrader_scan_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{database}"')
+        try:
+            url = args.postgres_admin_url.rsplit("/", 1)[0] + f"/{database}"
+            settings = Settings(_env_file=None, home=Path(tempfile.mkdtemp(prefix="aitrader-bench-")), database_url=url, llm_enabled=False)
+            f = await scan_once(settings, universe[:size], args.workers, concurrency)
+            print(
+                f"{size:>8} {f['wall_s']:>8.1f} {f['per_s']:>7.1f} {f['p50_ms']:>7.0f} {f['p95_ms']:>7.0f} {f['peak_mib']:>9.0f} "
+                f"{f['ckpt_bytes']:>11,.0f} {f['committed']:>7.0f} {f['failed']:>7.0f} {f['startup_s']:>8.1f}",
+                flush=True,
+            )
+        finally:
+            with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    wall, inside = await graph_runtime_share(30)
+    print(f"\none lifecycle, one core, no saver: {wall:.1f} ms per run, {inside:.1f} ms in nodes, {wall - inside:.1f} ms LangGraph runtime")
+    if args.profile:
+        print(f"profile of 20 decisions: {await profile(20)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,161 @@
+"""`aitrader scan` as a user runs it (a real process), its schedule, its worker processes, and the API's list path.
+
+Built-in market data and the real savers; the one stand-in is a counting
+wrapper around the built-in source, to see which candles a second cycle fetches.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from api.runs import Lifecycles
+from api.scan import Scans
+from api.scan_cli import next_close, read_watchlist
+from api.scan_pool import ProcessPoolDispatcher
+from state import Settings
+from state.scan import ScanRequest
+from tests.http_support import serving
+from tests.test_cli import AITRADER, cli_env, tmp_cwd  # noqa: F401  (cli_env is a fixture)
+from tools.storage import open_storage
+
+CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
+
+
+def scan(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AITRADER, "scan", *args], env=env, cwd=tmp_cwd(env), capture_output=True, text=True, timeout=timeout)
+
+
+def test_scan_a_watchlist_file_prints_json_results_and_shows_progress(cli_env: dict[str, str], tmp_path: Path) -> None:
+    watchlist = tmp_path / "watchlist.txt"
+    watchlist.write_text("# majors\nBTC/USDT, ETH/USDT\nSOL/USDT  # and one more\n\nbad-symbol\n")
+    done = scan(cli_env, "--watchlist", str(watchlist), "--as-of", "2026-11-20T13:37", "--workers", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout)
+    results = {r["symbol"]: r for r in document["results"]}
+    assert set(results) == {"BTC/USDT", "ETH/USDT", "SOL/USDT", "bad-symbol"}
+    assert results["bad-symbol"]["status"] == "invalid"
+    for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
+        entry = results[symbol]
+        assert entry["decision"] in ("BUY", "SELL", "HOLD", "REJECT") and entry["consensus"] in ("LONG", "SHORT", "FLAT")
+        assert entry["thread_id"].startswith(document["scan_id"])
+    assert len({r["worker"] for r in document["results"] if r["worker"]}) == 2  # both worker processes decided some
+    assert "3/3" in done.stderr  # the progress bar reached the end of the watchlist
+    # Each symbol's thread is an ordinary run: the CLI shows its history.
+    history = subprocess.run([*AITRADER, "history", results["BTC/USDT"]["thread_id"], "--json"], env=cli_env, cwd=tmp_cwd(cli_env), capture_output=True, text=True, timeout=60)
+    assert history.returncode == 0 and json.loads(history.stdout)
+
+
+def test_scan_top_n_prints_a_ranked_table(cli_env: dict[str, str]) -> None:
+    done = scan(cli_env, "--top", "3", "--scenario", "uptrend", "--as-of", "2026-11-20T13:37", "--workers", "1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "decided 3" in lines[0]
+    rows = [line for line in lines if line[:3].strip().isdigit()]
+    assert len(rows) == 3 and all("BUY" in row or "REJECT" in row for row in rows)
+    assert "*" in rows[0][:5]  # actionable consensus is marked
+
+
+def test_scan_refuses_bad_arguments_clearly(cli_env: dict[str, str], tmp_path: Path) -> None:
+    for args, message in (
+        ((), "nothing to scan"),
+        (("BTC/USDT", "--top", "3"), "not both"),
+        (("--watchlist", str(tmp_path / "missing.txt")), "cannot read watchlist"),
+        (("BTC/USDT", "--every", "7m"), "not a timeframe"),
+        (("BTC/USDT", "--cycles", "2"), "--cycles needs --every"),
+    ):
+        done = scan(cli_env, *args, "--workers", "1")
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+
+
+async def test_every_cycle_decides_at_the_next_close_and_fetches_only_what_closed_since(make_settings) -> None:
+    """Two 5-minute cycles in one process: the second fetches the 5m candles again and nothing else."""
+    settings = make_settings()
+    async with open_storage(settings) as storage:
+        runs = Lifecycles(settings, storage)
+        source = runs.hub.market_source(runs_request(settings))
+        fetched: list[tuple[str, str]] = []
+        original = source.fetch_candles
+
+        async def counting(symbol: str, timeframe: str, **kwargs):
+            fetched.append((symbol, timeframe))
+            return await original(symbol, timeframe, **kwargs)
+
+        source.fetch_candles = counting  # type: ignore[method-assign]
+        scans = Scans(runs)
+        first_close = datetime(2026, 11, 20, 13, 35, tzinfo=UTC)
+        summaries = []
+        for cycle, as_of in enumerate((first_close, next_close(first_close, "5m"))):
+            before = len(fetched)
+            request = ScanRequest(scan_id=f"every-{cycle}", symbols=["BTC/USDT", "ETH/USDT"], as_of=as_of)
+            summaries.append(await scans.run(request))
+            fetched_now = fetched[before:]
+            if cycle == 0:
+                assert len(fetched_now) == 2 * len(settings.timeframes)
+            else:
+                assert sorted(fetched_now) == [("BTC/USDT", "5m"), ("ETH/USDT", "5m")]
+        assert [s.as_of for s in summaries] == [first_close, first_close + timedelta(minutes=5)]
+        assert all(e.status == "decided" for s in summaries for e in s.ranked)
+
+
+def runs_request(settings: Settings):
+    from api.runs import make_request
+
+    return make_request(settings, "BTC/USDT")
+
+
+def test_every_runs_the_given_number_of_cycles_from_the_cli(cli_env: dict[str, str]) -> None:
+    done = scan(cli_env, "BTC/USDT", "--as-of", "2026-11-20T13:35", "--every", "5m", "--cycles", "2", "--workers", "1", "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    documents = [json.loads(chunk) for chunk in done.stdout.replace("}\n{", "}\n\x00{").split("\x00")]
+    assert [d["as_of"] for d in documents] == ["2026-11-20T13:35:00+00:00", "2026-11-20T13:40:00+00:00"]
+    assert documents[0]["scan_id"] != documents[1]["scan_id"]
+
+
+def test_watchlist_files_accept_lines_commas_comments_and_json(tmp_path: Path) -> None:
+    plain = tmp_path / "a.txt"
+    plain.write_text("BTC/USDT,ETH/USDT # majors\n# all commented\n  SOL/USDT\n")
+    listed = tmp_path / "b.json"
+    listed.write_text('["BTC/USDT", "XRP/USDT"]')
+    assert read_watchlist(plain) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert read_watchlist(listed) == ["BTC/USDT", "XRP/USDT"]
+
+
+@pytest.mark.postgres
+async def test_worker_processes_share_postgres_and_each_decides_some(pg_settings: Settings) -> None:
+    pool = ProcessPoolDispatcher(pg_settings, workers=2)
+    try:
+        await pool.start()
+        async with open_storage(pg_settings) as storage:
+            runs = Lifecycles(pg_settings, storage)
+            symbols = [f"SYN{i:04d}/USDT" for i in range(1, 9)]
+            summary = await Scans(runs).run(ScanRequest(scan_id="pool", symbols=symbols, as_of=CLOCK), pool, concurrency=4)
+            assert sorted(e.symbol for e in summary.ranked) == symbols
+            assert all(e.status in ("decided", "paused") for e in summary.ranked)
+            assert len({e.worker for e in summary.ranked}) == 2
+            for entry in summary.ranked:  # the coordinator reads what the workers wrote
+                assert (await runs.outcome(entry.thread_id)).decision.action == entry.decision
+    finally:
+        pool.close()
+
+
+async def test_api_lists_go_through_the_scanner(backend_settings: Settings) -> None:
+    async with serving(backend_settings.model_copy(update={"llm_enabled": False})) as served:
+        response = await served.client.post("/runs", json={"symbols": ["BTC/USDT", "ETH/USDT"], "scenario": "uptrend", "as_of": CLOCK.isoformat()})
+        assert response.status_code == 202, response.text
+        body = response.json()
+        scan_id = body["scan_id"]
+        assert [r["thread_id"] for r in body["runs"]] == [f"{scan_id}-btc-usdt", f"{scan_id}-eth-usdt"]
+        waited = await served.client.post(
+            "/runs", params={"wait": "true"}, json={"symbols": ["SOL/USDT", "XRP/USDT"], "scenario": "range", "as_of": CLOCK.isoformat()}
+        )
+        assert waited.status_code == 200 and {r["decision"]["action"] for r in waited.json()["runs"]} == {"HOLD"}
+        ranked = (await served.client.get(f"/scans/{waited.json()['scan_id']}")).json()["ranked"]
+        assert sorted(e["symbol"] for e in ranked) == ["SOL/USDT", "XRP/USDT"]
+        assert (await served.client.get("/scans/nope")).status_code == 404
+        refused = await served.client.post("/runs", json={"symbols": ["BTC/USDT", "ETH/USDT"], "broker": "live"})
+        assert refused.status_code in (403, 422)
