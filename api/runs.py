@@ -241,7 +241,8 @@ class Lifecycles:
         else:
             await self.storage.ledger.run_status(thread_id, "running")
         self._notify(thread_id)
-        modes = ["updates", "custom", "checkpoints", *(["tasks"] if self.timing_listeners else [])]
+        # With "exit" no step's checkpoint is kept, so there is no id to stamp: skip building them per step.
+        modes = ["updates", "custom", *(["checkpoints"] if durability != "exit" else []), *(["tasks"] if self.timing_listeners else [])]
         started: dict[str, float] = {}
         try:
             stream = self.graph.astream(

@@ -23,35 +23,39 @@ NODE = "anchored_vwap"
 
 
 def timeframe_vwaps(loaded: IndicatorFrame) -> TimeframeVwaps:
-    frame = loaded.frame
+    candles = avwap.Candles.of(loaded.frame)  # the columns once, for every anchor and VWAP below
     vwaps: list[AnchoredVwap] = []
-    for anchor in avwap.choose_anchors(frame):
-        path = avwap.anchored_vwap(frame, anchor.position)
-        value = float(path[-1])
-        if math.isnan(value):  # no volume traded since the anchor: there is no VWAP to report
-            continue
-        projection = avwap.project_vwap(path)
-        vwaps.append(
-            AnchoredVwap(
-                anchor_kind=anchor.kind,
-                anchor_time=anchor.time.to_pydatetime(),
-                anchor_price=anchor.price,
-                value=value,
-                projection=projection.points,
-                kernel=projection.kernel,
+    with avwap.one_blas_thread():  # one thread limit for all the projections, not one each
+        for anchor in avwap.choose_anchors_in(candles):
+            path = candles.vwap(anchor.position)
+            value = float(path[-1])
+            if math.isnan(value):  # no volume traded since the anchor: there is no VWAP to report
+                continue
+            projection = avwap.project_vwap(path)
+            vwaps.append(
+                AnchoredVwap(
+                    anchor_kind=anchor.kind,
+                    anchor_time=anchor.time.to_pydatetime(),
+                    anchor_price=anchor.price,
+                    value=value,
+                    projection=projection.points,
+                    kernel=projection.kernel,
+                )
             )
-        )
     return TimeframeVwaps(kernel=avwap.KERNEL_FORM, vwaps=vwaps)
 
 
 async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
+    loaded = {tf: await frames.get(request.symbol, tf, market.as_of) for tf in market.timeframes}
     by_timeframe = {}
-    # The longest analyst: a progress report per timeframe reaches the run's event stream.
-    for done, tf in enumerate(market.timeframes, start=1):
-        by_timeframe[tf] = timeframe_vwaps(await frames.get(request.symbol, tf, market.as_of))
-        runtime.stream_writer({"node": NODE, "stage": "projections", "timeframe": tf, "done": done, "total": len(market.timeframes)})
+    # The BLAS thread limit once for every timeframe; no await inside it (see one_blas_thread).
+    with avwap.one_blas_thread():
+        # The longest analyst: a progress report per timeframe reaches the run's event stream.
+        for done, tf in enumerate(market.timeframes, start=1):
+            by_timeframe[tf] = timeframe_vwaps(loaded[tf])
+            runtime.stream_writer({"node": NODE, "stage": "projections", "timeframe": tf, "done": done, "total": len(loaded)})
     report = AnchoredVwapReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     count = sum(len(v.vwaps) for v in by_timeframe.values())
     return {

@@ -11,7 +11,8 @@ from state import AnalysisState
 from state.sections import FibonacciLevels, FibonacciReport, LevelsSection
 from tools.context import Services
 from tools.frames import IndicatorFrame
-from tools.pivots import swing_pivots
+from tools.pivots import pivot_rows
+from tools.indicators import column_arrays
 
 NODE = "fibonacci"
 RATIOS = (0.236, 0.382, 0.5, 0.618, 0.786)
@@ -27,21 +28,21 @@ def retracement(swing_low: float, swing_high: float, up: bool, ratio: float) -> 
 
 def impulse_levels(loaded: IndicatorFrame) -> FibonacciLevels | None:
     """The impulse between the last confirmed swing high and low, or None before both exist."""
-    frame = loaded.frame
-    pivots = swing_pivots(frame["high"], frame["low"], width=PIVOT_WIDTH)
-    highs = [p for p in pivots if p.kind == "high"]
-    lows = [p for p in pivots if p.kind == "low"]
-    if not highs or not lows:
+    highs, lows, closes = column_arrays(loaded.frame, "high", "low", "close")
+    pivots = pivot_rows(highs, lows, width=PIVOT_WIDTH)  # arrays: the pivots' times are not needed here
+    tops, bottoms = pivots.positions[pivots.is_high], pivots.positions[~pivots.is_high]
+    if not len(tops) or not len(bottoms):
         return None
-    high, low = highs[-1], lows[-1]
-    up = high.position > low.position  # the impulse ran from the older swing to the newer one
-    pocket = sorted(retracement(low.price, high.price, up, r) for r in GOLDEN_POCKET)
-    price = float(frame["close"].iloc[-1])
+    top, bottom = int(tops[-1]), int(bottoms[-1])
+    high, low = float(highs[top]), float(lows[bottom])
+    up = top > bottom  # the impulse ran from the older swing to the newer one
+    pocket = sorted(retracement(low, high, up, r) for r in GOLDEN_POCKET)
+    price = float(closes[-1])
     return FibonacciLevels(
-        swing_low=low.price,
-        swing_high=high.price,
+        swing_low=low,
+        swing_high=high,
         direction="UP" if up else "DOWN",
-        retracements={f"{r:.3f}": retracement(low.price, high.price, up, r) for r in RATIOS},
+        retracements={f"{r:.3f}": retracement(low, high, up, r) for r in RATIOS},
         golden_pocket=(pocket[0], pocket[1]),
         in_golden_pocket=pocket[0] <= price <= pocket[1],
     )

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
 from state import AnalysisState
-from state.analysis import FeaturesSection, KeyLevelsReport
+from state.analysis import FeaturesSection, KeyLevel, KeyLevelsReport
 from tools.context import Services
-from tools.key_levels import key_levels as compute_levels
+from tools.key_levels import levels_of
+from tools.indicators import column_arrays
 from tools.resample import COLUMNS, resample
 from tools.timeframes import period
 
@@ -34,33 +36,55 @@ def daily_source(timeframes: list[str]) -> str | None:
     return max(smaller, key=period) if smaller else None
 
 
-def daily_candles(frame: pd.DataFrame, source_tf: str) -> pd.DataFrame:
-    """Complete UTC daily candles; a forming or gappy day is dropped by the resampler, not guessed."""
-    if source_tf == DAILY:
-        return frame[COLUMNS]
-    return resample(frame[COLUMNS], source_tf, DAILY)
-
-
-def with_forming_day(daily: pd.DataFrame, smallest: pd.DataFrame) -> pd.DataFrame:
-    """Daily candles plus today's candle so far, built from the smallest timeframe's closed candles.
+def forming_day(last_day: pd.Timestamp | None, smallest: pd.DataFrame) -> tuple[pd.Timestamp, list[float]] | None:
+    """Today's open time and [open, high, low, close, volume] so far, from the smallest timeframe's
+    closed candles; None when there are none or the daily candles already reach today.
 
     Without it "today's open" would be yesterday's: the 1d frame only holds closed days.
     The forming day uses closed candles only, so nothing after the clock leaks in.
     """
     if smallest.empty:
-        return daily
+        return None
     today = smallest.index[-1].floor("D")
-    if len(daily) and daily.index[-1] >= today:
+    if last_day is not None and last_day >= today:
+        return None
+    today_on = smallest.index >= today
+    if not today_on.any():
+        return None
+    opens, highs, lows, closes, volumes = (c[today_on] for c in column_arrays(smallest, *COLUMNS))
+    # fmax/fmin/nansum skip NaN exactly as the pandas max/min/sum they replace.
+    return today, [opens[0], np.fmax.reduce(highs), np.fmin.reduce(lows), closes[-1], np.nansum(volumes)]
+
+
+def with_forming_day(daily: pd.DataFrame, smallest: pd.DataFrame) -> pd.DataFrame:
+    """Daily candles plus today's candle so far (see `forming_day`)."""
+    forming = forming_day(daily.index[-1] if len(daily) else None, smallest)
+    if forming is None:
         return daily
-    part = smallest.loc[smallest.index >= today, COLUMNS]
-    if part.empty:
-        return daily
+    today, values = forming
     candle = pd.DataFrame(
-        {"open": [part["open"].iloc[0]], "high": [part["high"].max()], "low": [part["low"].min()],
-         "close": [part["close"].iloc[-1]], "volume": [part["volume"].sum()]},
-        index=pd.DatetimeIndex([today], name=daily.index.name),
+        {c: [v] for c, v in zip(COLUMNS, values, strict=True)}, index=pd.DatetimeIndex([today], name=daily.index.name)
     )
     return pd.concat([daily, candle])
+
+
+def daily_levels(loaded: pd.DataFrame, source_tf: str, smallest: pd.DataFrame, last_price: float | None) -> list[KeyLevel]:
+    """The key levels of the complete UTC daily candles built from `loaded`, plus today's forming one.
+
+    A forming or gappy day is dropped by the resampler, not guessed. On arrays rather than a
+    concatenated frame: selecting, building and joining frames cost more than the levels themselves.
+    """
+    daily = loaded if source_tf == DAILY else resample(loaded[COLUMNS], source_tf, DAILY)
+    index = daily.index
+    opens, highs, lows, closes = column_arrays(daily, "open", "high", "low", "close")
+    forming = forming_day(index[-1] if len(index) else None, smallest)
+    if forming is not None:
+        today, (open_, high, low, close, _) = forming
+        index = index.append(pd.DatetimeIndex([today]))
+        opens, highs, lows, closes = (np.append(*pair) for pair in ((opens, open_), (highs, high), (lows, low), (closes, close)))
+    if len(index) == 0:
+        return []
+    return levels_of(index, opens, highs, lows, float(closes[-1]) if last_price is None else last_price)
 
 
 async def key_levels(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -71,9 +95,8 @@ async def key_levels(state: AnalysisState, runtime: Runtime[Services]) -> dict[s
         frames = services(runtime, request).frames
         loaded = await frames.get(request.symbol, source_tf, market.as_of)
         smallest = await frames.get(request.symbol, next(iter(market.timeframes)), market.as_of)
-        daily = with_forming_day(daily_candles(loaded.frame, source_tf), smallest.frame)
         # market.last_price is the smallest timeframe's close at the same clock: the freshest known price.
-        levels = compute_levels(daily, market.last_price)
+        levels = daily_levels(loaded.frame, source_tf, smallest.frame, market.last_price)
     report = KeyLevelsReport(
         as_of=market.as_of, produced_by=NODE, source_timeframe=source_tf or NO_SOURCE, levels=levels
     )

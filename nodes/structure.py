@@ -11,19 +11,19 @@ from state import AnalysisState
 from state.sections import Bias, FeaturesSection, StructureReport, TimeframeStructure
 from tools.context import Services
 from tools.frames import IndicatorFrame
-from tools.pivots import label_sequence, swing_pivots
+from tools.pivots import labels_of, pivot_rows
+from tools.indicators import column_arrays
 
 NODE = "structure"
 
 
 def describe(loaded: IndicatorFrame) -> TimeframeStructure:
-    frame = loaded.frame
-    pivots = swing_pivots(frame["high"], frame["low"])
-    labels = label_sequence(pivots)
-    highs = [p for p in pivots if p.kind == "high"]
-    lows = [p for p in pivots if p.kind == "low"]
-    last_high = highs[-1].price if highs else None
-    last_low = lows[-1].price if lows else None
+    high, low, closes = column_arrays(loaded.frame, "high", "low", "close")
+    pivots = pivot_rows(high, low)  # arrays: the pivots' times are not needed here
+    labels = labels_of(pivots.is_high.tolist(), pivots.prices.tolist())
+    highs, lows = pivots.prices[pivots.is_high], pivots.prices[~pivots.is_high]
+    last_high = float(highs[-1]) if len(highs) else None
+    last_low = float(lows[-1]) if len(lows) else None
     last_high_label = next((x for x in reversed(labels) if x in ("HH", "LH", "EH")), None)
     last_low_label = next((x for x in reversed(labels) if x in ("HL", "LL", "EL")), None)
     bias: Bias = "NEUTRAL"
@@ -31,7 +31,7 @@ def describe(loaded: IndicatorFrame) -> TimeframeStructure:
         bias = "BULLISH"
     elif last_high_label == "LH" and last_low_label == "LL":
         bias = "BEARISH"
-    close = float(frame["close"].iloc[-1])
+    close = float(closes[-1])
     bos = "UP" if last_high is not None and close > last_high else None
     if last_low is not None and close < last_low:
         bos = "DOWN"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
@@ -11,7 +12,8 @@ from state import AnalysisState
 from state.sections import LevelsSection, PriceLevel, SupportResistanceReport
 from tools.context import Services
 from tools.frames import IndicatorFrame
-from tools.pivots import cluster_prices, swing_pivots
+from tools.pivots import cluster_prices, pivot_rows
+from tools.indicators import column_arrays
 
 NODE = "support_resistance"
 MAX_LEVELS = 8
@@ -19,16 +21,16 @@ TOLERANCE_ATR = 0.5
 
 
 def body_levels(loaded: IndicatorFrame) -> list[PriceLevel]:
-    frame = loaded.frame
-    body_high = frame[["open", "close"]].max(axis=1)
-    body_low = frame[["open", "close"]].min(axis=1)
+    opens, closes, atrs = column_arrays(loaded.frame, "open", "close", "atr")
+    # fmax/fmin skip a NaN side as DataFrame.max/min(axis=1) do, without building a frame per call.
+    body_high, body_low = np.fmax(opens, closes), np.fmin(opens, closes)
     # Pivots found on the bodies, so a single wick spike does not make a level.
-    pivots = swing_pivots(body_high, body_low)
-    atr = float(frame["atr"].iloc[-1])
-    clusters = cluster_prices([p.price for p in pivots], [p.position for p in pivots], TOLERANCE_ATR * atr)
-    n = len(frame)
+    pivots = pivot_rows(body_high, body_low)
+    atr = float(atrs[-1])
+    clusters = cluster_prices(pivots.prices.tolist(), pivots.positions.tolist(), TOLERANCE_ATR * atr)
+    n = len(closes)
     ranked = sorted(clusters, key=lambda c: c.touches + c.last_position / n, reverse=True)[:MAX_LEVELS]
-    close = float(frame["close"].iloc[-1])
+    close = float(closes[-1])
     return [
         PriceLevel(
             price=c.price,

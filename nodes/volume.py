@@ -10,6 +10,7 @@ Per timeframe, on the run's indicator frame (closed candles up to the run's cloc
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,23 @@ from langgraph.runtime import Runtime
 
 from nodes.common import event, services
 from state import AnalysisState
-from state.analysis import FeaturesSection, TimeframeVolume, VolumeProfile, VolumeReport, WeisWave
+from state.analysis import (
+    FeaturesSection,
+    TimeframeVolume,
+    VolumeProfile,
+    VolumeReport,
+    WeisWave,
+)
 from tools.context import Services
+from tools.indicators import column_arrays
 from tools.volume_profile import (
     OBV_WINDOW,
     WAVE_ATR_MULTIPLE,
     obv_divergence,
     obv_slope,
-    profile,
+    obv_values,
+    value_area,
+    volume_by_bin,
     weis_waves,
 )
 
@@ -34,12 +44,12 @@ PROFILE_WINDOW = 100
 WAVES_SHOWN = 6
 
 
-def window_profile(window: pd.DataFrame) -> VolumeProfile:
-    found = profile(window)
+def window_profile(low: np.ndarray, high: np.ndarray, volume: np.ndarray, start: datetime, end: datetime) -> VolumeProfile:
+    found = value_area(*volume_by_bin(low, high, volume))
     return VolumeProfile(
-        start=window.index[0].to_pydatetime(),
-        end=window.index[-1].to_pydatetime(),
-        candles=len(window),
+        start=start,
+        end=end,
+        candles=len(low),
         point_of_control=found.point_of_control,
         value_area_high=found.value_area_high,
         value_area_low=found.value_area_low,
@@ -48,36 +58,37 @@ def window_profile(window: pd.DataFrame) -> VolumeProfile:
 
 def describe(frame: pd.DataFrame) -> TimeframeVolume:
     """The volume picture of one timeframe's frame (OHLCV plus the shared `atr` column)."""
+    # Columns once as arrays: per-window DataFrame slices and column lists cost more than the maths.
+    high, low, close, volume, atr = column_arrays(frame, "high", "low", "close", "volume", "atr")
+    times = frame.index
     # The quality gate has already refused NaN candles; a stray one is skipped rather than poisoning a bin.
-    finite = np.isfinite(frame[["high", "low", "close", "volume"]].to_numpy(float)).all(axis=1)
-    candles = frame if finite.all() else frame[finite]
-    recent = window_profile(candles.iloc[-PROFILE_WINDOW:])
-    previous = None
-    if len(candles) >= 2 * PROFILE_WINDOW:  # a shorter previous window would not compare like with like
-        previous = window_profile(candles.iloc[-2 * PROFILE_WINDOW : -PROFILE_WINDOW])
+    finite = np.isfinite(high) & np.isfinite(low) & np.isfinite(close) & np.isfinite(volume)
+    if not finite.all():
+        high, low, close, volume, atr, times = (a[finite] for a in (high, low, close, volume, atr, times))
+    n = len(times)
+    windows = [slice(max(0, n - PROFILE_WINDOW), n)]
+    if n >= 2 * PROFILE_WINDOW:  # a shorter previous window would not compare like with like
+        windows.append(slice(n - 2 * PROFILE_WINDOW, n - PROFILE_WINDOW))
+    waves = weis_waves(close, volume, WAVE_ATR_MULTIPLE * atr, newest=WAVES_SHOWN)
+    # Every time reported, boxed in one call rather than one index lookup per time.
+    edges = [(w.start, w.stop - 1) for w in windows] + [(w.first, w.last) for w in waves]
+    stamps = iter(times[np.asarray(edges, dtype=int).reshape(-1)].to_pydatetime().tolist())
+    profiles = [window_profile(low[w], high[w], volume[w], next(stamps), next(stamps)) for w in windows]
+    recent, previous = profiles[0], (profiles[1] if len(profiles) > 1 else None)
     shift = None
     if previous is not None and previous.point_of_control > 0:
         shift = (recent.point_of_control / previous.point_of_control - 1) * 100
-    close, volume = candles["close"], candles["volume"]
-    threshold = WAVE_ATR_MULTIPLE * candles["atr"].to_numpy(float)
-    times = candles.index
-    waves = [
-        WeisWave(
-            direction=w.direction,
-            start=times[w.first].to_pydatetime(),
-            end=times[w.last].to_pydatetime(),
-            volume=w.volume,
-            price_change=w.price_change,
-        )
-        for w in weis_waves(close.to_numpy(float), volume.to_numpy(float), threshold)[-WAVES_SHOWN:]
-    ]
+    flows = obv_values(close, volume)  # once, for the slope and the divergence
     return TimeframeVolume(
-        obv_slope=obv_slope(close, volume, OBV_WINDOW),
-        obv_divergence=obv_divergence(close, volume, OBV_WINDOW),
+        obv_slope=obv_slope(close, volume, OBV_WINDOW, flows),
+        obv_divergence=obv_divergence(close, volume, OBV_WINDOW, flows),
         profile=recent,
         previous_profile=previous,
         poc_shift_pct=shift,
-        waves=waves,
+        waves=[
+            WeisWave(direction=w.direction, start=next(stamps), end=next(stamps), volume=w.volume, price_change=w.price_change)
+            for w in waves
+        ],
     )
 
 

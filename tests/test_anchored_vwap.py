@@ -16,11 +16,19 @@ from nodes.market_data import summarize
 from state import Settings
 from state.sections import MarketSection, RunRequest
 from tools.avwap import (
+    ALPHA,
+    HORIZONS,
     KERNEL_FORM,
     PIVOT_WIDTH,
+    SIGMA_0,
+    WINDOW,
+    Targets,
+    _inputs,
+    _max_likelihood,
     anchored_vwap,
     choose_anchors,
     pivot_significance,
+    posterior,
     project_vwap,
     select_anchors,
 )
@@ -156,6 +164,50 @@ def test_projection_band_on_a_real_path_and_the_short_path_guard() -> None:
         assert all(later > earlier for earlier, later in pairwise(widths))
     short = anchored_vwap(frame, len(frame) - 9)  # 9 values since the anchor
     assert project_vwap(short).points == [] and "need 10" in project_vwap(short).kernel
+
+
+def sklearn_projection(y: np.ndarray, amplitude: float, length: float, trend: float, noise: float) -> tuple:
+    """The projection as sklearn computes it: the reference `posterior` reproduces without its overhead."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import (
+        RBF,
+        ConstantKernel,
+        DotProduct,
+        WhiteKernel,
+    )
+
+    kernel = (
+        ConstantKernel(amplitude, "fixed") * RBF(length, "fixed")
+        + ConstantKernel(amplitude * trend, "fixed") * DotProduct(SIGMA_0, "fixed")
+        + WhiteKernel(amplitude * noise, "fixed")
+    )
+    model = GaussianProcessRegressor(kernel=kernel, alpha=ALPHA, normalize_y=True, optimizer=None)
+    model.fit(_inputs(len(y)), y)
+    mean, std = model.predict(np.asarray(HORIZONS, dtype=float)[:, None] / WINDOW, return_std=True)
+    return mean, std, repr(model.kernel_)
+
+
+def test_posterior_equals_sklearns_gaussian_process() -> None:
+    frame = random_walk(seed=11)
+    paths = [anchored_vwap(frame, anchor.position) for anchor in choose_anchors(frame)]
+    paths += [100 + 0.5 * np.arange(80.0), np.full(30, 42.0), 100 + np.sin(np.arange(10.0))]  # a line, flat, the shortest fit
+    compared = 0
+    for path in paths:
+        defined = path[~np.isnan(path)][-WINDOW:]
+        if len(defined) < 10:
+            continue
+        y = defined / defined[-1]
+        targets = Targets.of(y)
+        hyper = _max_likelihood(targets.standard)
+        mean, std = posterior(targets, HORIZONS, hyper)
+        expected_mean, expected_std, expected_kernel = sklearn_projection(
+            y, hyper.amplitude, hyper.length_scale, hyper.trend, hyper.noise
+        )
+        assert mean == pytest.approx(expected_mean, rel=1e-9, abs=1e-12)
+        assert std == pytest.approx(expected_std, rel=1e-9, abs=1e-12)
+        assert hyper.describe() == expected_kernel
+        compared += 1
+    assert compared >= 5
 
 
 async def test_node_reports_every_timeframe_within_its_price_range() -> None:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 
 @dataclass(frozen=True)
@@ -24,37 +23,119 @@ class Pivot:
 
 def swing_pivots(high: pd.Series, low: pd.Series, width: int = 2) -> list[Pivot]:
     """Candles whose high (low) is strictly above (below) the `width` candles on each side."""
-    highs, lows = high.to_numpy(float), low.to_numpy(float)
-    span = 2 * width + 1
-    if len(highs) < span:
-        return []
-    found: list[tuple[int, int, str]] = []
-    for order, (kind, values, beats) in enumerate((("high", highs, np.greater), ("low", lows, np.less))):
-        windows = sliding_window_view(values, span)
-        neighbours = np.delete(windows, width, axis=1)
-        extreme = neighbours.max(axis=1) if kind == "high" else neighbours.min(axis=1)
-        positions = np.nonzero(beats(windows[:, width], extreme))[0] + width
-        found += [(int(i), order, kind) for i in positions]
-    found.sort()
-    prices = {"high": highs, "low": lows}
-    return [Pivot(i, high.index[i], float(prices[kind][i]), kind) for i, _, kind in found]
+    return pivots_of(high.to_numpy(float), low.to_numpy(float), high.index, width)
+
+
+def extremes(values: np.ndarray, width: int, beats: np.ufunc) -> np.ndarray:
+    """Rows i (ascending) where beats(values[i], values[j]) for every j within `width` rows on both sides.
+
+    A NaN on either side of a comparison is never beaten, so a NaN candle is no pivot and hides none.
+    """
+    n = len(values)
+    centre = values[width : n - width]
+    found = np.ones(len(centre), dtype=bool)
+    for k in range(1, width + 1):  # comparisons against each neighbour: no windows copied
+        found &= beats(centre, values[width - k : n - width - k])
+        found &= beats(centre, values[width + k : n - width + k])
+    return np.flatnonzero(found) + width
+
+
+@dataclass(frozen=True)
+class PivotRows:
+    """`swing_pivots` as arrays, for callers that need no times: building those is most of the cost."""
+
+    positions: np.ndarray  # rows, ascending; a swing high before a swing low on the same candle
+    is_high: np.ndarray
+    prices: np.ndarray  # the high of a swing high, the low of a swing low
+
+
+def pivot_rows(highs: np.ndarray, lows: np.ndarray, width: int = 2, since: int = 0) -> PivotRows:
+    """The swing pivots (see `swing_pivots`) at rows >= `since`, as arrays."""
+    if len(highs) < 2 * width + 1:
+        return PivotRows(np.empty(0, dtype=int), np.empty(0, dtype=bool), np.empty(0))
+    tops, bottoms = extremes(highs, width, np.greater), extremes(lows, width, np.less)
+    tops, bottoms = tops[tops >= since], bottoms[bottoms >= since]
+    positions = np.concatenate((tops, bottoms))
+    order = np.argsort(positions, kind="stable")  # stable: on a tie the high (listed first) stays first
+    positions, is_high = positions[order], order < len(tops)
+    return PivotRows(positions, is_high, np.where(is_high, highs[positions], lows[positions]))
+
+
+def pivots_of(highs: np.ndarray, lows: np.ndarray, index: pd.Index, width: int = 2) -> list[Pivot]:
+    """`swing_pivots` on float arrays and the frame's index."""
+    rows = pivot_rows(highs, lows, width)
+    # One boxing of all the pivot times: indexing the index once per pivot cost ~10 us each.
+    times = list(index[rows.positions])
+    kinds = ["high" if h else "low" for h in rows.is_high.tolist()]
+    return [Pivot(*fields) for fields in zip(rows.positions.tolist(), times, rows.prices.tolist(), kinds, strict=True)]
+
+
+def left_prominence(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, pivots: PivotRows, lookback: int
+) -> np.ndarray:
+    """Each pivot's move into it in mean true ranges: the significance `tools.avwap.pivot_significance` defines.
+
+    One row of lookback + 1 candles per pivot instead of a loop over pivots. Rows before the frame's
+    first candle are padding that never counts: a high of -inf is never at a swing high's level nor a
+    swing low's maximum, a low of +inf the mirror.
+    """
+    span = np.arange(lookback + 1)
+    rows = pivots.positions[:, None] + span  # columns: candles p - lookback .. p, in the padded arrays
+    highs = np.concatenate((np.full(lookback, -np.inf), high))[rows]
+    lows = np.concatenate((np.full(lookback, np.inf), low))[rows]
+    pivot_high, pivot_low, is_high = highs[:, -1:], lows[:, -1:], pivots.is_high
+    # The latest earlier candle at the pivot's level (q); the move is measured from the candle after it.
+    at_level = np.where(is_high[:, None], highs[:, :-1] >= pivot_high, lows[:, :-1] <= pivot_low)
+    latest = lookback - 1 - np.argmax(at_level[:, ::-1], axis=1)
+    counted = span >= np.where(at_level.any(axis=1), latest + 1, 0)[:, None]
+    move = np.where(
+        is_high,
+        pivot_high[:, 0] - np.where(counted, lows, np.inf).min(axis=1),
+        np.where(counted, highs, -np.inf).max(axis=1) - pivot_low[:, 0],
+    )
+    unit = _mean_true_range(true_range(high, low, close), pivots.positions, lookback)
+    return np.divide(move, unit, out=np.zeros_like(move), where=unit > 0)  # 0 where the unit is 0 (or NaN)
+
+
+def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    previous = np.concatenate(([np.nan], close[:-1]))
+    # The first candle has no previous close: its range is high - low (fmax/fmin skip the NaN).
+    return np.fmax(high, previous) - np.fmin(low, previous)
+
+
+def _mean_true_range(ranges: np.ndarray, positions: np.ndarray, lookback: int) -> np.ndarray:
+    """Mean true range of rows max(0, p - lookback) .. p for each pivot p.
+
+    Full windows are averaged as one (pivots, lookback + 1) array: numpy sums each row exactly as it
+    sums a 1-d slice, so the means (and the ranking they feed) are bit for bit those of a loop.
+    """
+    full = positions >= lookback
+    unit = np.empty(len(positions))
+    unit[full] = np.mean(ranges[positions[full, None] - lookback + np.arange(lookback + 1)], axis=1)
+    for i in np.flatnonzero(~full):  # only pivots within `lookback` candles of the frame's start
+        unit[i] = np.mean(ranges[: positions[i] + 1])
+    return unit
 
 
 def label_sequence(pivots: list[Pivot]) -> list[str]:
     """HH/LH/EH for each swing high against the previous one, HL/LL/EL for lows (E = equal: no direction)."""
+    return labels_of([p.kind == "high" for p in pivots], [p.price for p in pivots])
+
+
+def labels_of(is_high: list[bool], prices: list[float]) -> list[str]:
+    """`label_sequence` of pivots given as their kinds (True = swing high) and prices."""
     labels: list[str] = []
-    previous: dict[str, float] = {}
-    for pivot in pivots:
-        before = previous.get(pivot.kind)
+    previous: dict[bool, float] = {}
+    for high, price in zip(is_high, prices, strict=True):
+        before = previous.get(high)
         if before is not None:
-            side = "H" if pivot.kind == "high" else "L"
-            if pivot.price == before:
-                labels.append("E" + side)
-            elif pivot.kind == "high":
-                labels.append("HH" if pivot.price > before else "LH")
+            if price == before:
+                labels.append("EH" if high else "EL")
+            elif high:
+                labels.append("HH" if price > before else "LH")
             else:
-                labels.append("HL" if pivot.price > before else "LL")
-        previous[pivot.kind] = pivot.price
+                labels.append("HL" if price > before else "LL")
+        previous[high] = price
     return labels
 
 

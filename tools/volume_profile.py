@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pandas_ta as ta
+import talib
 
 PROFILE_BINS = 50  # equal-width price bins over the window's low..high range
 VALUE_AREA_SHARE = 0.70
@@ -42,9 +42,14 @@ def volume_by_bin(
     edges = np.linspace(bottom, top, bins + 1)
     span = high - low
     flat = span <= 0
-    overlap = np.clip(np.minimum(high[:, None], edges[None, 1:]) - np.maximum(low[:, None], edges[None, :-1]), 0.0, None)
-    share = np.divide(overlap, span[:, None], out=np.zeros_like(overlap), where=~flat[:, None])
-    hist = (share * volume[:, None]).sum(axis=0)
+    # (candles, bins) overlaps, computed in place: the temporaries cost more than the arithmetic.
+    share = np.minimum(high[:, None], edges[None, 1:])
+    share -= np.maximum(low[:, None], edges[None, :-1])
+    np.maximum(share, 0.0, out=share)
+    # A flat (or inverted) candle overlaps no bin by a positive width, so its row is already 0.
+    np.divide(share, span[:, None], out=share, where=~flat[:, None])
+    share *= volume[:, None]
+    hist = share.sum(axis=0)
     if flat.any() and top > bottom:
         where = np.clip(np.searchsorted(edges, low[flat], side="right") - 1, 0, bins - 1)
         np.add.at(hist, where, volume[flat])
@@ -71,20 +76,21 @@ def value_area(edges: np.ndarray, hist: np.ndarray, share: float = VALUE_AREA_SH
     centre = (edges[0] + edges[-1]) / 2
     poc = int(best[np.argmin(np.abs(mids[best] - centre))])  # argmin takes the first (lower) on a tie
     target = share * hist.sum()
+    volumes = hist.tolist()  # the same doubles; Python floats are ~5x cheaper to index one by one
     lo = hi = poc
-    held = hist[poc]
+    held = volumes[poc]
     while held < target:
         can_up, can_down = hi < bins - 1, lo > 0
-        up = can_up and (not can_down or hist[hi + 1] >= hist[lo - 1])
-        down = can_down and (not can_up or hist[lo - 1] >= hist[hi + 1])
+        up = can_up and (not can_down or volumes[hi + 1] >= volumes[lo - 1])
+        down = can_down and (not can_up or volumes[lo - 1] >= volumes[hi + 1])
         if not (up or down):  # both sides exhausted (or NaN volumes): nothing more to add
             break
         if up:
             hi += 1
-            held += hist[hi]
+            held += volumes[hi]
         if down:
             lo -= 1
-            held += hist[lo]
+            held += volumes[lo]
     return Profile(float(mids[poc]), float(edges[lo]), float(edges[hi + 1]))
 
 
@@ -103,7 +109,7 @@ class Wave:
     price_change: float
 
 
-def weis_waves(close: np.ndarray, volume: np.ndarray, threshold: np.ndarray) -> list[Wave]:
+def weis_waves(close: np.ndarray, volume: np.ndarray, threshold: np.ndarray, newest: int | None = None) -> list[Wave]:
     """Waves of closes between turning points confirmed by a retracement of more than ``threshold``.
 
     Candle 0 is the anchor. The first wave's direction is set by the first close that moves more
@@ -113,27 +119,40 @@ def weis_waves(close: np.ndarray, volume: np.ndarray, threshold: np.ndarray) -> 
     A wave covers candles (previous turn, its turn]: volume is the sum over them, price change is
     close[turn] - close[previous turn]. The last wave runs to the newest candle and is provisional:
     later candles may extend it, but the waves before it never change. NaN thresholds (ATR warm-up)
-    confirm nothing.
+    confirm nothing. ``newest``: only the last that many waves are returned (and summed).
     """
     close, volume, threshold = (np.asarray(a, dtype=float) for a in (close, volume, threshold))
-    waves: list[Wave] = []
+    spans = _wave_spans(close.tolist(), threshold.tolist())
+    if newest is not None:
+        spans = spans[-newest:] if newest > 0 else []  # [-0:] would be all of them
+    return [_wave(direction, turn, end, close, volume) for direction, turn, end in spans]
+
+
+def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, int, int]]:
+    """(direction, previous turn, turn or newest candle) of every wave; see `weis_waves`.
+
+    On Python floats, with the direction's sign folded into each comparison (-(a - b) is b - a
+    exactly): the same doubles and outcomes as the numpy-scalar loop it replaces, at a fraction of
+    its cost per candle.
+    """
+    spans: list[tuple[int, int, int]] = []
     direction = 0  # +1 up, -1 down, 0 not yet known
-    turn = 0  # the previous turning candle (the anchor at first)
-    extreme = 0
-    for i in range(1, len(close)):
-        step = threshold[i]
+    turn = extreme = 0  # the previous turning candle (the anchor at first) and the wave's extreme so far
+    start = peak = close[0] if close else 0.0  # peak: close[extreme]
+    for i, (price, step) in enumerate(zip(close[1:], threshold[1 : len(close)], strict=True), start=1):
         if direction == 0:
-            if abs(close[i] - close[0]) > step:
-                direction, extreme = (1 if close[i] > close[0] else -1), i
+            if abs(price - start) > step:
+                direction, extreme, peak = (1 if price > start else -1), i, price
             continue
-        if direction * (close[i] - close[extreme]) >= 0:
-            extreme = i
-        elif direction * (close[extreme] - close[i]) > step:
-            waves.append(_wave(direction, turn, extreme, close, volume))
-            direction, turn, extreme = -direction, extreme, i
+        gain = price - peak if direction > 0 else peak - price  # direction * (price - peak)
+        if gain >= 0:
+            extreme, peak = i, price
+        elif -gain > step:  # direction * (peak - price)
+            spans.append((direction, turn, extreme))
+            direction, turn, extreme, peak = -direction, extreme, i, price
     if direction != 0:
-        waves.append(_wave(direction, turn, len(close) - 1, close, volume))
-    return waves
+        spans.append((direction, turn, len(close) - 1))
+    return spans
 
 
 def _wave(direction: int, turn: int, end: int, close: np.ndarray, volume: np.ndarray) -> Wave:
@@ -147,42 +166,58 @@ def _wave(direction: int, turn: int, end: int, close: np.ndarray, volume: np.nda
 
 
 def obv(close: pd.Series, volume: pd.Series) -> pd.Series:
-    """On-balance volume from pandas-ta (TA-Lib convention: starts at volume[0])."""
-    values = ta.obv(close, volume)
-    if values is None:  # pandas-ta answers None for too short a series
-        return pd.Series(np.nan, index=close.index)
-    return values
+    """On-balance volume (TA-Lib convention: starts at volume[0]), on the closes' index."""
+    return pd.Series(obv_values(close, volume), index=close.index)
 
 
-def obv_slope(close: pd.Series, volume: pd.Series, window: int = OBV_WINDOW) -> float:
+def obv_values(close: pd.Series | np.ndarray, volume: pd.Series | np.ndarray) -> np.ndarray:
+    """TA-Lib's OBV on float arrays: exactly what pandas-ta's obv returns with TA-Lib installed (it
+    hands the Series to talib.OBV as floats), without its per-call pandas overhead."""
+    close, volume = (np.ascontiguousarray(a, dtype=float) for a in (close, volume))
+    return talib.OBV(close, volume) if len(close) else np.full(0, np.nan)
+
+
+def obv_slope(
+    close: pd.Series | np.ndarray, volume: pd.Series | np.ndarray, window: int = OBV_WINDOW, flows: np.ndarray | None = None
+) -> float:
     """OBV change over the last ``window`` candles, in units of their average volume.
 
     Equals the sum of the window's signed volumes divided by their mean volume, so it lies in
     [-window, +window]: +window means every candle closed up. Uses the last min(window, n-1) steps.
+    ``flows``: ``obv_values(close, volume)`` when the caller already has it.
     """
-    values = obv(close, volume).to_numpy(float)
+    values = obv_values(close, volume) if flows is None else flows
     steps = min(window, len(values) - 1)
     if steps < 1:
         return 0.0
-    mean_volume = float(volume.iloc[-steps:].mean())
+    mean_volume = _skipna_mean(np.asarray(volume, dtype=float)[-steps:])
     if not np.isfinite(mean_volume) or mean_volume <= 0:
         return 0.0
     return float((values[-1] - values[-1 - steps]) / mean_volume)
 
 
-def obv_divergence(close: pd.Series, volume: pd.Series, window: int = OBV_WINDOW) -> Divergence | None:
+def _skipna_mean(values: np.ndarray) -> float:
+    """Series.mean() of these values without building a Series: NaN zeroed in place, summed, / count."""
+    missing = np.isnan(values)
+    count = len(values) - int(np.count_nonzero(missing))
+    return float(np.where(missing, 0.0, values).sum() / count) if count > 0 else float("nan")
+
+
+def obv_divergence(
+    close: pd.Series | np.ndarray, volume: pd.Series | np.ndarray, window: int = OBV_WINDOW, flows: np.ndarray | None = None
+) -> Divergence | None:
     """Price and OBV disagreeing over the last ``window`` candles, split into two halves.
 
     With A = the older half and B = the newer half of the window (by closes and OBV values):
     BULLISH when min close(B) < min close(A) (price makes a lower low) while min OBV(B) > min OBV(A)
     (OBV makes a higher low): selling pressure is drying up. BEARISH is the mirror: max close(B) >
     max close(A) while max OBV(B) < max OBV(A). Both at once (an expanding range) or fewer than
-    ``window`` candles: None.
+    ``window`` candles: None. ``flows``: ``obv_values(close, volume)`` when the caller has it.
     """
     if len(close) < window or window < 4:
         return None
-    prices = close.to_numpy(float)[-window:]
-    flows = obv(close, volume).to_numpy(float)[-window:]
+    prices = np.asarray(close, dtype=float)[-window:]
+    flows = (obv_values(close, volume) if flows is None else flows)[-window:]
     half = window // 2
     older_p, newer_p, older_o, newer_o = prices[:half], prices[half:], flows[:half], flows[half:]
     if np.isnan(flows).any():
