@@ -119,11 +119,13 @@ class Lifecycles:
         # The clock is fixed before the first node, so every replay of this thread sees the same moment.
         request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
         config = {**self._config(thread_id), "metadata": metadata or {}}
-        await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before)
-        return await self.outcome(thread_id)
+        return await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before)
 
     async def outcome(self, thread_id: str) -> RunOutcome:
-        snapshot = await self.graph.aget_state(self._config(thread_id))
+        return self._outcome_of(thread_id, await self.graph.aget_state(self._config(thread_id)))
+
+    @staticmethod
+    def _outcome_of(thread_id: str, snapshot: Any) -> RunOutcome:
         if not snapshot.values:
             raise RunNotFound(f"no run with thread id {thread_id!r}")
         pending = None
@@ -148,23 +150,21 @@ class Lifecycles:
         current = await self.waiting(thread_id, interrupt_id)
         request = RunRequest.model_validate(current.values["request"])
         resume = Command(resume={current.pending.interrupt_id: response.model_dump(mode="json")})
-        await self._drive(resume, self._config(thread_id), services or await self.services_for_thread(thread_id, request))
-        return await self.outcome(thread_id)
+        return await self._drive(resume, self._config(thread_id), services or await self.services_for_thread(thread_id, request))
 
     async def continue_run(self, thread_id: str, metadata: dict[str, Any] | None = None) -> RunOutcome:
         """Carry on a run that stopped without finishing (a crashed process) from its last checkpoint.
 
         `metadata` goes on the checkpoints it writes (LangGraph does not carry the earlier ones' over)."""
-        current = await self.outcome(thread_id)
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        current = self._outcome_of(thread_id, snapshot)
         if current.pending is not None:
             raise NotPending(f"run {thread_id} is waiting for approval: approve or reject it instead")
-        snapshot = await self.graph.aget_state(self._config(thread_id))
         if not snapshot.next:
             raise NotPending(f"run {thread_id} has finished: {current.decision.action if current.decision else 'no decision'}")
         request = RunRequest.model_validate(current.values["request"])
         config = {**self._config(thread_id), "metadata": metadata or {}}
-        await self._drive(None, config, await self.services_for_thread(thread_id, request))
-        return await self.outcome(thread_id)
+        return await self._drive(None, config, await self.services_for_thread(thread_id, request))
 
     async def settle(self, thread_id: str) -> None:
         """Record what a run killed after its last checkpoint left unrecorded: its decision event, its status.
@@ -214,12 +214,11 @@ class Lifecycles:
             raise RunNotFound(f"no checkpoint {checkpoint_id!r} on run {thread_id!r}")
         # The request never changes within a thread; the input checkpoint just has not applied it yet.
         request = RunRequest.model_validate((await self.outcome(thread_id)).values["request"])
-        await self._drive(None, snapshot.config, await self.hub.scratch_for(request, thread_id=thread_id))
-        return await self.outcome(thread_id)
+        return await self._drive(None, snapshot.config, await self.hub.scratch_for(request, thread_id=thread_id))
 
     async def _drive(
         self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async", stop_before: list[str] | None = None
-    ) -> None:
+    ) -> RunOutcome:
         """Run the graph as a stream, writing each step's events to the audit table under its checkpoint.
 
         The audit table doubles as the run's event log: its sequence numbers are the event ids the
@@ -244,6 +243,8 @@ class Lifecycles:
         # With "exit" no step's checkpoint is kept, so there is no id to stamp: skip building them per step.
         modes = ["updates", "custom", *(["checkpoints"] if durability != "exit" else []), *(["tasks"] if self.timing_listeners else [])]
         started: dict[str, float] = {}
+        latest = {"configurable": {"thread_id": thread_id}}  # `config` may name the checkpoint a replay starts from
+        snapshot = None
         try:
             stream = self.graph.astream(
                 graph_input, config, context=context, durability=durability, stream_mode=modes, interrupt_before=stop_before
@@ -258,19 +259,22 @@ class Lifecycles:
                     buffered.append(progress_record(thread_id, chunk))
                 elif durability != "exit":  # the checkpoint that holds the updates streamed before it
                     await flush(chunk["config"]["configurable"]["checkpoint_id"])
-            if stop_before and set((await self.graph.aget_state(config)).next) & set(stop_before):
+            snapshot = await self.graph.aget_state(latest)  # read once: the stop check, the events' anchor, the outcome
+            if stop_before and set(snapshot.next) & set(stop_before):
                 buffered.clear()  # stopped where the caller asked: it re-runs or continues the thread itself
-                return
+                return self._outcome_of(thread_id, snapshot)
         except BaseException as error:
             await self.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
             raise
         finally:
             # Whatever the run got to before an error is recorded too; the last checkpoint is its best anchor.
             if buffered:
-                last = await self.graph.aget_state({"configurable": {"thread_id": thread_id}})
+                last = snapshot or await self.graph.aget_state(latest)
                 await flush((last.config.get("configurable") or {}).get("checkpoint_id"))
-        await self._track_pending(thread_id)
+        outcome = self._outcome_of(thread_id, snapshot)
+        await self._track_pending(thread_id, outcome)
         self._notify(thread_id)
+        return outcome
 
     def _time_task(self, chunk: dict[str, Any], started: dict[str, float]) -> None:
         if "result" not in chunk and "error" not in chunk:
@@ -284,8 +288,8 @@ class Lifecycles:
         for listener in list(self.listeners):
             listener(thread_id)
 
-    async def _track_pending(self, thread_id: str) -> None:
-        outcome = await self.outcome(thread_id)
+    async def _track_pending(self, thread_id: str, outcome: RunOutcome | None = None) -> None:
+        outcome = outcome or await self.outcome(thread_id)
         if outcome.pending is None:
             await self.storage.ledger.clear_pending(thread_id)
             decision = outcome.decision

@@ -30,6 +30,9 @@ from tools.scan import SymbolDispatcher
 from tools.timeframes import floor_time, period
 
 
+SMALL_SCAN = 16  # symbols below which one process beats spawning workers
+
+
 def add_parser(sub: Any) -> None:
     scan = sub.add_parser("scan", help="decide a watchlist, one lifecycle thread per symbol, ranked")
     scan.add_argument("symbols", nargs="*", help="symbols to scan (or --watchlist / --top)")
@@ -45,8 +48,8 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--timeframes", help="comma-separated, e.g. 5m,15m,1h,4h,1d,1w")
     scan.add_argument("--decision-timeframe")
     scan.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this moment (with --every: the first cycle's)")
-    scan.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; 1 = this process)")
-    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: 2 per worker)")
+    scan.add_argument("--workers", type=int, default=None, help=f"worker processes (default: one per core, or this process alone for fewer than {SMALL_SCAN} symbols)")
+    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: one per worker process; 16 with --distributed)")
     scan.add_argument("--distributed", action="store_true", help="send symbols to `aitrader worker` processes over RabbitMQ (AITRADER_BROKER_URL; Postgres)")
     scan.add_argument("--every", help="re-scan on each close of this candle, e.g. 5m (the smallest timeframe)")
     scan.add_argument("--cycles", type=int, help="with --every: stop after this many cycles (default: run until stopped)")
@@ -129,7 +132,9 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
         raise ValueError(f"--every {args.every}: not a timeframe; known: {', '.join(KNOWN_TIMEFRAMES)}")
     if args.cycles is not None and (args.cycles < 1 or not args.every):
         raise ValueError("--cycles needs --every and a positive count")
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    # Spawning a worker costs seconds (imports, storage); a short list is decided faster in this process.
+    named = len(args.symbols) + (len(read_watchlist(args.watchlist)) if args.watchlist else 0)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1) if (args.top or named) >= SMALL_SCAN else 1
     dispatcher: SymbolDispatcher = InProcessDispatcher(runs)
     pool: ProcessPoolDispatcher | None = None
     remote: TaskiqDispatcher | None = None
@@ -143,7 +148,7 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
         pool = ProcessPoolDispatcher(runs.settings, workers)
         await pool.start()
         dispatcher = pool
-    concurrency = args.concurrency or (16 if remote else 2 * workers)
+    concurrency = args.concurrency or (16 if remote else workers)
     scans = Scans(runs)
     base_id = args.scan_id or f"scan-{uuid.uuid4().hex[:8]}"
     as_of = args.as_of.astimezone(UTC) if args.as_of and args.as_of.tzinfo else (args.as_of.replace(tzinfo=UTC) if args.as_of else None)

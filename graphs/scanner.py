@@ -31,7 +31,7 @@ from tools.scan import GovernorWatch, GraphDispatcher, ScanServices
 SCAN_RECURSION_LIMIT = 16
 
 
-def fan_out_symbols(state: ScanState) -> list[Send] | str:
+async def fan_out_symbols(state: ScanState) -> list[Send] | str:
     request, as_of = state["request"], state["as_of"]
     sends = [Send("scan_symbol", {"request": request, "as_of": as_of, "symbol": symbol}) for symbol in state.get("watchlist") or []]
     return sends or "rank"

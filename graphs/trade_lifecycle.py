@@ -9,7 +9,7 @@ Every gate that writes a decision (HOLD / REJECT) sends the run straight to audi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -48,16 +48,18 @@ LEVEL_NODES = ["support_resistance", "fibonacci", "anchored_vwap"]
 RECURSION_LIMIT = 64
 
 
-def unless_decided(*next_nodes: str) -> Callable[[AnalysisState], list[str] | str]:
+# Routers are coroutines: in an async run LangGraph hands a plain function to a thread pool, and
+# that hop cost more than the routing itself (~0.3 ms each, eight per run).
+def unless_decided(*next_nodes: str) -> Callable[[AnalysisState], Awaitable[list[str] | str]]:
     """Route on, or to audit once a gate has written a decision."""
 
-    def route(state: AnalysisState) -> list[str] | str:
+    async def route(state: AnalysisState) -> list[str] | str:
         return "audit" if state.get("decision") is not None else list(next_nodes)
 
     return route
 
 
-def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
+async def fan_out_strategies(state: AnalysisState) -> list[Send] | str:
     request = state["request"]
     task = {"request": request, "market": state["market"], "features": state.get("features") or FeaturesSection()}
     sends = [Send("strategy", {**task, "strategy": name}) for name in registered_strategies()]

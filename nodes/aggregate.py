@@ -6,6 +6,8 @@ track-record factors behind them) so a replay can show why it decided.
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -58,12 +60,9 @@ def kelly_fraction(records: list[StrategyTrackRecord], reward_risk: float | None
 async def track_records(store: BaseStore | None, signals: dict[str, Signal]) -> dict[str, StrategyTrackRecord]:
     if store is None:
         return {}
-    records = {}
-    for name, signal in signals.items():
-        item = await store.aget(TRACK_RECORD_NAMESPACE, f"{signal.strategy}@{signal.version}")
-        if item is not None:
-            records[name] = StrategyTrackRecord.model_validate(item.value)
-    return records
+    # Asked together: the store batches concurrent reads into one query instead of one per strategy.
+    items = await asyncio.gather(*(store.aget(TRACK_RECORD_NAMESPACE, f"{s.strategy}@{s.version}") for s in signals.values()))
+    return {name: StrategyTrackRecord.model_validate(item.value) for name, item in zip(signals, items, strict=True) if item is not None}
 
 
 def weigh(signals: dict[str, Signal], regime: str, performance: dict[str, float]) -> tuple[dict[str, float], dict[str, float], float]:

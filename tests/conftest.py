@@ -67,3 +67,13 @@ def backend_settings(request: pytest.FixtureRequest, make_settings: Callable[...
 def pg_settings(make_settings: Callable[..., Settings], postgres_url: str) -> Settings:
     """The real PostgreSQL server, LLM off (no Ollama here): what the API tests run against."""
     return make_settings(database_url=postgres_url, llm_enabled=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """The environment of an `aitrader` process: a home of its own, and the test database for Postgres."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+    env["AITRADER_HOME"] = str(tmp_path / "home")
+    if request.param == "postgres":
+        env["AITRADER_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+    return env

@@ -18,15 +18,6 @@ AITRADER = [sys.executable, "-m", "api.cli"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def cli_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
-    env["AITRADER_HOME"] = str(tmp_path / "home")
-    if request.param == "postgres":
-        env["AITRADER_DATABASE_URL"] = request.getfixturevalue("postgres_url")
-    return env
-
-
 def aitrader(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*AITRADER, *args], env=env, cwd=tmp_cwd(env), capture_output=True, text=True, timeout=120)
 

@@ -7,6 +7,7 @@ wrapper around the built-in source, to see which candles a second cycle fetches.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from api.scan_pool import ProcessPoolDispatcher
 from state import Settings
 from state.scan import ScanRequest
 from tests.http_support import serving
-from tests.test_cli import AITRADER, cli_env, tmp_cwd  # noqa: F401  (cli_env is a fixture)
+from tests.test_cli import AITRADER, tmp_cwd
 from tools.storage import open_storage
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
@@ -28,6 +29,14 @@ CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
 
 def scan(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*AITRADER, "scan", *args], env=env, cwd=tmp_cwd(env), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    """An `aitrader` process on the embedded SQLite file (the Postgres path of a scan is covered in-process below)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")}
+    env["AITRADER_HOME"] = str(tmp_path / "home")
+    return env
 
 
 def test_scan_a_watchlist_file_prints_json_results_and_shows_progress(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -50,8 +59,8 @@ def test_scan_a_watchlist_file_prints_json_results_and_shows_progress(cli_env: d
     assert history.returncode == 0 and json.loads(history.stdout)
 
 
-def test_scan_top_n_prints_a_ranked_table(cli_env: dict[str, str]) -> None:
-    done = scan(cli_env, "--top", "3", "--scenario", "uptrend", "--as-of", "2026-11-20T13:37", "--workers", "1", "--quiet")
+def test_scan_top_n_prints_a_ranked_table(sqlite_env: dict[str, str]) -> None:
+    done = scan(sqlite_env, "--top", "3", "--scenario", "uptrend", "--as-of", "2026-11-20T13:37", "--workers", "1", "--quiet")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "decided 3" in lines[0]
@@ -60,7 +69,11 @@ def test_scan_top_n_prints_a_ranked_table(cli_env: dict[str, str]) -> None:
     assert "*" in rows[0][:5]  # actionable consensus is marked
 
 
-def test_scan_refuses_bad_arguments_clearly(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_scan_refuses_bad_arguments_clearly(sqlite_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The command's own entry point, in this process (one real process below shows the exit code end to end)."""
+    from api.cli import main
+
+    monkeypatch.setenv("AITRADER_HOME", sqlite_env["AITRADER_HOME"])
     for args, message in (
         ((), "nothing to scan"),
         (("BTC/USDT", "--top", "3"), "not both"),
@@ -68,8 +81,10 @@ def test_scan_refuses_bad_arguments_clearly(cli_env: dict[str, str], tmp_path: P
         (("BTC/USDT", "--every", "7m"), "not a timeframe"),
         (("BTC/USDT", "--cycles", "2"), "--cycles needs --every"),
     ):
-        done = scan(cli_env, *args, "--workers", "1")
-        assert done.returncode == 2 and message in done.stderr, (args, done.stderr)
+        assert main(["scan", *args, "--workers", "1"]) == 2, args
+        assert message in capsys.readouterr().err, args
+    done = scan(sqlite_env, "--workers", "1")
+    assert done.returncode == 2 and "nothing to scan" in done.stderr
 
 
 async def test_every_cycle_decides_at_the_next_close_and_fetches_only_what_closed_since(make_settings) -> None:
@@ -108,8 +123,8 @@ def runs_request(settings: Settings):
     return make_request(settings, "BTC/USDT")
 
 
-def test_every_runs_the_given_number_of_cycles_from_the_cli(cli_env: dict[str, str]) -> None:
-    done = scan(cli_env, "BTC/USDT", "--as-of", "2026-11-20T13:35", "--every", "5m", "--cycles", "2", "--workers", "1", "--json", "--quiet")
+def test_every_runs_the_given_number_of_cycles_from_the_cli(sqlite_env: dict[str, str]) -> None:
+    done = scan(sqlite_env, "BTC/USDT", "--as-of", "2026-11-20T13:35", "--every", "5m", "--cycles", "2", "--workers", "1", "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     documents = [json.loads(chunk) for chunk in done.stdout.replace("}\n{", "}\n\x00{").split("\x00")]
     assert [d["as_of"] for d in documents] == ["2026-11-20T13:35:00+00:00", "2026-11-20T13:40:00+00:00"]

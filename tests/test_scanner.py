@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-import pytest
-
 from api.runs import Lifecycles
 from api.scan import InProcessDispatcher, Scans, decide_symbol
 from graphs.scanner import graph as served_scanner

@@ -48,7 +48,8 @@ function wireStartForm() {
     submit.preventDefault();
     const form = new FormData(submit.target);
     const symbols = String(form.get("symbols")).split(/[\s,]+/).filter(Boolean);
-    const body = { symbols, approval_mode: form.get("approval_mode") };
+    // One symbol is a run; several are a scan (bounded, ranked, and skipped while trading is halted).
+    const body = { ...(symbols.length === 1 ? { symbol: symbols[0] } : { symbols }), approval_mode: form.get("approval_mode") };
     if (form.get("scenario")) body.scenario = form.get("scenario");
     try {
       const { runs } = await post("/runs", body);
