@@ -11,7 +11,7 @@ worker start-up (imports, storage) is excluded and reported once.
 
 Then, in this process on one core: what a lifecycle costs in its nodes versus the
 graph runtime around them (wall per run minus the time inside node functions), and
-with --profile a pyinstrument profile of single-symbol decisions (bench/output/).
+with --profile a pyinstrument profile of single-symbol decisions (bench/results/).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tools.market_data.builtin import builtin_markets
 from tools.storage import open_storage
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
-OUTPUT = Path(__file__).resolve().parent / "output"
+OUTPUT = Path(__file__).resolve().parent / "results"
 
 
 def peak_rss_mib(pid: int) -> float:
