@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api import backtest_cli, data_cli, ops_cli, scan_cli, scan_distributed, serve_cli
+from api import backtest_cli, data_cli, ops_cli, scan_cli, serve_cli, worker_cli
 from api.runs import Lifecycles, NotPending, RunNotFound, RunOutcome, make_request
 from api.summary import render_history, render_outcome
 from state import Settings
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ops_cli.add_parsers(sub)
     serve_cli.add_parser(sub)
     scan_cli.add_parser(sub)
-    scan_distributed.add_parser(sub)
+    worker_cli.add_parser(sub)
 
     replay = sub.add_parser("replay", help="re-run a run from one of its checkpoints")
     replay.add_argument("thread_id")
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":  # uvicorn owns the event loop and the storage's lifetime
         return serve_cli.serve(args, settings)
     if args.command == "worker":  # taskiq's worker takes over the process
-        return scan_distributed.worker_command(args)
+        return worker_cli.worker_command(args)
     return run_command(lambda: dispatch(args, settings))
 
 

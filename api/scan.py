@@ -100,6 +100,7 @@ class Scans:
         )
 
     def markets_for(self, request: ScanRequest) -> MarketDataSource:
+        # The source is chosen by the run options alone; any well-formed symbol builds the request that names it.
         probe = make_request(self.runs.settings, "BTC/USDT", **request.run_options())
         return self.runs.hub.market_source(probe)
 

@@ -16,18 +16,20 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from api.runs import Lifecycles
 from api.scan import InProcessDispatcher, Scans
-from api.scan_distributed import TaskiqDispatcher
 from api.scan_pool import ProcessPoolDispatcher
 from state.scan import ScanEntry, ScanRequest, ScanSummary
 from state.sections import KNOWN_TIMEFRAMES
 from tools.scan import SymbolDispatcher
 from tools.timeframes import floor_time, period
+
+if TYPE_CHECKING:
+    from api.scan_distributed import TaskiqDispatcher
 
 
 SMALL_SCAN = 16  # symbols below which one process beats spawning workers
@@ -141,6 +143,8 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
     if args.distributed:
         if not runs.settings.database_url:
             raise ValueError("--distributed needs AITRADER_DATABASE_URL: workers on other hosts share the Postgres database")
+        from api.scan_distributed import TaskiqDispatcher  # taskiq and aio-pika only when distributing
+
         remote = TaskiqDispatcher(runs)
         await remote.start()
         dispatcher = remote

@@ -26,11 +26,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 from aio_pika import ExchangeType
 from taskiq import SimpleRetryMiddleware, TaskiqDepends, TaskiqEvents, TaskiqState
@@ -38,6 +37,7 @@ from taskiq_aio_pika import AioPikaBroker, Exchange, Queue
 
 from api.runs import Lifecycles
 from api.scan import WORKER, decide_symbol
+from api.worker_cli import add_parser, worker_command
 from state import Settings
 from state.scan import ScanEntry, ScanRequest
 from tools.ledger import RUNS
@@ -210,31 +210,7 @@ def _elapsed_ms(row: dict[str, Any]) -> float | None:
         return None
 
 
-def add_parser(sub: Any) -> None:
-    worker = sub.add_parser("worker", help="decide scan symbols sent over RabbitMQ (AITRADER_BROKER_URL, AITRADER_SCAN_QUEUE)")
-    worker.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
-    worker.add_argument("--max-async-tasks", type=int, default=2, help="symbols each process decides at once (default 2)")
-    worker.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-
-
-def worker_command(args: argparse.Namespace) -> NoReturn:
-    """Replace this process with `taskiq worker`: its processes import this module afresh (no inherited loop or pool)."""
-    if args.workers < 1 or args.max_async_tasks < 1:
-        print("aitrader: --workers and --max-async-tasks must be at least 1", file=sys.stderr)
-        sys.exit(2)
-    # Prefetch what a process can run at once, and no more: a killed process holds no waiting messages.
-    os.environ.setdefault("AITRADER_SCAN_PREFETCH", str(args.max_async_tasks))
-    argv = [
-        sys.executable, "-m", "taskiq", "worker", "api.scan_distributed:broker",
-        "--workers", str(args.workers), "--max-async-tasks", str(args.max_async_tasks),
-        "--max-prefetch", "0", "--ack-type", "when_saved", "--log-level", args.log_level,
-    ]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)
-
-
-if __name__ == "__main__":  # `python -m api.scan_distributed worker ...`, until `aitrader worker` is wired
+if __name__ == "__main__":  # `python -m api.scan_distributed worker ...`, as `aitrader worker ...`
     parser = argparse.ArgumentParser(prog="aitrader")
     add_parser(parser.add_subparsers(dest="command", required=True))
     worker_command(parser.parse_args())

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from langgraph.graph.state import CompiledStateGraph
+
 from state import Settings
 from state.scan import ScanEntry, ScanRequest
+from state.sections import RunRequest
 from tools.ledger import Ledger
 from tools.market_data import MarketDataSource, MarketInfo
 
@@ -101,8 +104,8 @@ class GraphDispatcher:
     stored; `aitrader scan` and the API dispatch through `api.scan` instead.
     """
 
-    graph: object
-    services_for: Callable
+    graph: CompiledStateGraph
+    services_for: Callable[[RunRequest], object]
     settings: Settings
 
     async def decide(self, request: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
@@ -112,7 +115,7 @@ class GraphDispatcher:
         started = time.perf_counter()
         try:
             run = make_request(self.settings, symbol, **{**request.run_options(), "as_of": as_of})
-            values = await self.graph.ainvoke({"request": run}, {"configurable": {"thread_id": thread_id}}, context=self.services_for(run))  # type: ignore[attr-defined]
+            values = await self.graph.ainvoke({"request": run}, {"configurable": {"thread_id": thread_id}}, context=self.services_for(run))
         except Exception as error:
             return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500])
         return entry_from_values(symbol, thread_id, values, paused=False, elapsed_ms=(time.perf_counter() - started) * 1000)
