@@ -16,6 +16,7 @@ In CI (CI=true) an unreachable RabbitMQ fails the test; elsewhere it is skipped.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -178,8 +179,8 @@ async def test_scan_survives_a_killed_worker_and_decides_each_symbol_once(pg_set
     assert all(entries[symbol].status == "decided" for symbol in unfinished)
     by_worker = {e.worker for e in summary.ranked}
     assert {victim_id, survivor_id} <= by_worker, by_worker
-    # A commit pass continued after the kill keeps no "worker" in its checkpoints (see the report): None, only there.
-    assert all(e.worker in (victim_id, survivor_id) or (e.worker is None and e.symbol in unfinished) for e in summary.ranked)
+    # Every entry names the worker whose checkpoint holds its decision (a continued commit pass names the survivor).
+    assert all(e.worker in (victim_id, survivor_id) for e in summary.ranked), by_worker
     assert all(entries[symbol].worker != victim_id or symbol in victim.settled() or symbol in unfinished for symbol in entries)
 
     # Exactly once in Postgres: one DECISION audit row per thread, no thread with two positions, every run done.
@@ -190,3 +191,33 @@ async def test_scan_survives_a_killed_worker_and_decides_each_symbol_once(pg_set
     assert doubled == []
     statuses = {row["thread_id"]: row["status"] for row in ledger_rows if row["thread_id"] in threads}
     assert statuses == {thread_id: "done" for thread_id in threads}
+
+
+async def test_the_cli_scans_through_an_aitrader_worker(pg_settings: Settings, scan_queue: str, tmp_path: Path) -> None:
+    """`aitrader scan --distributed` as an operator runs it, against one `aitrader worker` process tree."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")},
+        "AITRADER_DATABASE_URL": str(pg_settings.database_url),
+        "AITRADER_BROKER_URL": BROKER_URL,
+        "AITRADER_SCAN_QUEUE": scan_queue,
+        "AITRADER_LLM_ENABLED": "false",
+    }
+    worker = Worker("worker", env, tmp_path)
+    try:
+        await wait_ready([worker])
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "api.cli", "scan", "BTC/USDT", "ETH/USDT", "SOL/USDT", "--as-of", "2026-11-20T13:37", "--distributed", "--json", "--quiet"],
+            env={**env, "AITRADER_HOME": str(tmp_path / "coordinator")},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        worker.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout)["results"]
+    assert sorted(r["symbol"] for r in results) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    assert all(r["status"] == "decided" and r["worker"] == worker.worker_id() for r in results)
+    assert worker.settled() == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
