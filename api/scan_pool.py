@@ -10,6 +10,7 @@ open database connections.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import multiprocessing
 import os
 import threading
@@ -42,9 +43,26 @@ class _Worker:
         self.stack = AsyncExitStack()
         storage = self._call(self.stack.enter_async_context(open_storage(settings)))
         self.runs = Lifecycles(settings, storage)
+        # When the pool lets this process exit: close the storage (its store's batch task, its pools) first.
+        atexit.register(self.close)
 
-    def _call(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+    def close(self) -> None:
+        async def closing() -> None:
+            await self.runs.hub.aclose()
+            await self.stack.aclose()
+            # What the storage left running (the store's batching task), ended as asyncio.run would.
+            leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in leftovers:
+                task.cancel()
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+        try:
+            self._call(closing(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def _call(self, work: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
 
     def decide(self, request: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
         from api.scan import decide_symbol
@@ -76,18 +94,17 @@ class ProcessPoolDispatcher:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.workers = workers
-        self.settings = settings
         # BLAS threads inherited from this process would fight the workers for the same cores.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start, initargs=(settings,))
 
     async def start(self) -> None:
-        """Wait until every worker has imported and opened its storage (seconds), so scan figures exclude it."""
-        from tools.storage import open_storage
+        """Wait until every worker has imported and opened its storage (seconds), so scan figures exclude it.
 
-        async with open_storage(self.settings):
-            pass  # the schema once, here: workers setting up a fresh database at once would race its migrations
+        Open the storage in this process first (the CLI, the API and the bench do): it sets the schema up
+        once, where workers setting up a fresh database at the same moment would race its migrations.
+        """
         loop = asyncio.get_running_loop()
         pids: set[int] = set()
         while len(pids) < self.workers:

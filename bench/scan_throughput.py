@@ -58,10 +58,10 @@ def children(pid: int) -> list[int]:
 async def scan_once(settings: Settings, symbols: list[str], workers: int, concurrency: int) -> dict[str, float]:
     pool = ProcessPoolDispatcher(settings, workers)
     try:
-        started = time.perf_counter()
-        await pool.start()
-        startup = time.perf_counter() - started
         async with open_storage(settings) as storage:
+            started = time.perf_counter()
+            await pool.start()
+            startup = time.perf_counter() - started
             runs = Lifecycles(settings, storage)
             scans = Scans(runs)
             # Each worker pays TA-Lib and pandas warm-up on its first symbols: not what a long scan sees.

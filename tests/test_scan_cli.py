@@ -144,8 +144,8 @@ def test_watchlist_files_accept_lines_commas_comments_and_json(tmp_path: Path) -
 async def test_worker_processes_share_postgres_and_each_decides_some(pg_settings: Settings) -> None:
     pool = ProcessPoolDispatcher(pg_settings, workers=2)
     try:
-        await pool.start()
         async with open_storage(pg_settings) as storage:
+            await pool.start()
             runs = Lifecycles(pg_settings, storage)
             symbols = [f"SYN{i:04d}/USDT" for i in range(1, 9)]
             summary = await Scans(runs).run(ScanRequest(scan_id="pool", symbols=symbols, as_of=CLOCK), pool, concurrency=4)
