@@ -273,3 +273,20 @@ async def test_api_url_keeps_each_endpoint_path(server) -> None:
         assert source.name == "ccxt:binance" and source.page_limit == 1000
     finally:
         await source.close()
+
+
+async def test_markets_list_spot_markets_with_their_volume_for_a_scan(server, make_source) -> None:
+    """What `aitrader scan --top N` reads: every spot market with one fetch_tickers call for the volumes."""
+    from tools.scan import top_markets
+
+    listed = await make_source().markets()
+    by_symbol = {m.symbol: m for m in listed}
+    assert by_symbol["BTC/USDT"].quote_volume_24h == pytest.approx(1254991320.4021417)
+    assert by_symbol["LUNA/USDT"].active is False
+    assert all(m.type == "spot" for m in listed)
+    assert len(server.requests_to("ticker/24hr")) == 1  # one call for every market's volume
+    usdt = sorted((m for m in listed if m.quote == "USDT" and m.active and m.quote_volume_24h), key=lambda m: -m.quote_volume_24h)
+    assert top_markets(listed, top=2, quote="USDT", min_quote_volume=0) == [m.symbol for m in usdt[:2]]
+    assert "LUNA/USDT" not in top_markets(listed, top=100, quote="USDT", min_quote_volume=0)
+    floor = usdt[0].quote_volume_24h
+    assert top_markets(listed, top=100, quote="USDT", min_quote_volume=floor) == ["BTC/USDT"] == [usdt[0].symbol]
