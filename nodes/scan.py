@@ -43,7 +43,9 @@ def _normalised(symbols: list[str]) -> tuple[list[str], list[ScanEntry]]:
 
 
 async def resolve_watchlist(state: ScanState, runtime: Runtime[ScanServices]) -> dict[str, Any]:
-    request: ScanRequest = state["request"]
+    # A TypedDict state validates nothing: Studio's JSON input arrives as a dict. Validated here, once, and
+    # handed on as the model, so a malformed scan fails at its first node with pydantic's reasons.
+    request = ScanRequest.model_validate(state["request"])
     services = scan_services(runtime)
     # One clock for the whole scan: every symbol is decided at the same moment, and a replay sees it again.
     # Files decide at each file's newest candle instead (None: each run takes its own clock).
@@ -56,7 +58,7 @@ async def resolve_watchlist(state: ScanState, runtime: Runtime[ScanServices]) ->
         watchlist = top_markets(listed, top=request.top or 0, quote=request.quote, min_quote_volume=request.min_quote_volume)
         invalid = []
     runtime.stream_writer({"scan": "watchlist", "symbols": len(watchlist), "invalid": len(invalid)})
-    return {"as_of": as_of, "watchlist": watchlist, "results": invalid}
+    return {"request": request, "as_of": as_of, "watchlist": watchlist, "results": invalid}
 
 
 async def scan_symbol(task: SymbolTask, runtime: Runtime[ScanServices]) -> dict[str, Any]:

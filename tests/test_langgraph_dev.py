@@ -203,3 +203,17 @@ def test_a_studio_run_pauses_for_approval_and_resumes_to_a_decision(dev_server: 
     assert not final.get("__interrupt__"), final.get("__interrupt__")
     assert final["approval"]["status"] == "approved" and final["approval"]["by"] == "studio", final["approval"]
     assert final["decision"]["action"] == "BUY" and final["decision"]["stage"] == "execute", final["decision"]
+
+
+def test_studio_runs_the_scanner_over_a_watchlist(dev_server: DevServer, client: httpx.Client) -> None:
+    """The `scanner` graph of langgraph.json, run as Studio runs it: JSON input, the dev server's own checkpointer."""
+    thread_id = client.post("/threads", json={}).json()["thread_id"]
+    request = {"scan_id": "studio-scan", "symbols": ["BTC/USDT", "ETH/USDT", "not a symbol"], "scenario": "range", "as_of": "2026-11-20T13:37:00+00:00"}
+    done = client.post(f"/threads/{thread_id}/runs/wait", json={"assistant_id": "scanner", "input": {"request": request}})
+    assert done.status_code == 200, f"{done.status_code} {done.text}\n{dev_server.output()}"
+    state = done.json()
+    assert "__error__" not in state, f"{state['__error__']}\n{dev_server.output()}"
+    ranked = {entry["symbol"]: entry for entry in state["summary"]["ranked"]}
+    assert set(ranked) == {"BTC/USDT", "ETH/USDT", "not a symbol"}
+    assert ranked["not a symbol"]["status"] == "invalid"
+    assert {ranked[s]["decision"] for s in ("BTC/USDT", "ETH/USDT")} == {"HOLD"}
