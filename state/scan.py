@@ -16,6 +16,8 @@ from state.base import Model
 from state.settings import ApprovalMode, DataSource
 
 EntryStatus = Literal["decided", "paused", "failed", "skipped", "invalid"]
+# The `aitrader run` options a scan applies to every symbol (the API's list bodies take the same).
+RUN_OPTIONS = frozenset({"source", "scenario", "data_dir", "exchange", "timeframes", "decision_timeframe", "approval_mode", "as_of"})
 
 
 class ScanRequest(Model):
@@ -44,10 +46,7 @@ class ScanRequest(Model):
 
     def run_options(self) -> dict[str, Any]:
         """The options every symbol's RunRequest is built with."""
-        return self.model_dump(
-            include={"source", "scenario", "data_dir", "exchange", "timeframes", "decision_timeframe", "approval_mode", "as_of"},
-            exclude_none=True,
-        )
+        return self.model_dump(include=set(RUN_OPTIONS), exclude_none=True)
 
 
 class ScanEntry(Model):

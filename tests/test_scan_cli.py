@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from api.runs import Lifecycles
+from api.runs import Lifecycles, make_request
 from api.scan import Scans
 from api.scan_cli import next_close, read_watchlist
 from api.scan_pool import ProcessPoolDispatcher
@@ -92,7 +92,7 @@ async def test_every_cycle_decides_at_the_next_close_and_fetches_only_what_close
     settings = make_settings()
     async with open_storage(settings) as storage:
         runs = Lifecycles(settings, storage)
-        source = runs.hub.market_source(runs_request(settings))
+        source = runs.hub.market_source(make_request(settings, "BTC/USDT"))
         fetched: list[tuple[str, str]] = []
         original = source.fetch_candles
 
@@ -116,11 +116,6 @@ async def test_every_cycle_decides_at_the_next_close_and_fetches_only_what_close
         assert [s.as_of for s in summaries] == [first_close, first_close + timedelta(minutes=5)]
         assert all(e.status == "decided" for s in summaries for e in s.ranked)
 
-
-def runs_request(settings: Settings):
-    from api.runs import make_request
-
-    return make_request(settings, "BTC/USDT")
 
 
 def test_every_runs_the_given_number_of_cycles_from_the_cli(sqlite_env: dict[str, str]) -> None:

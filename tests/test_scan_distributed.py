@@ -70,6 +70,17 @@ async def scan_queue() -> AsyncIterator[str]:
             await channel.queue_delete(queue)
 
 
+def process_env(settings: Settings, queue: str) -> dict[str, str]:
+    """What a worker or coordinator process gets: this test's database and queue, no LLM, no stray settings."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")},
+        "AITRADER_DATABASE_URL": str(settings.database_url),
+        "AITRADER_BROKER_URL": BROKER_URL,
+        "AITRADER_SCAN_QUEUE": queue,
+        "AITRADER_LLM_ENABLED": "false",
+    }
+
+
 class Worker:
     """One `aitrader worker --workers 1` process tree in a process group of its own, logging to a file."""
 
@@ -122,13 +133,7 @@ async def wait_ready(workers: list[Worker], timeout: float = 300.0) -> None:
 
 
 async def test_scan_survives_a_killed_worker_and_decides_each_symbol_once(pg_settings: Settings, scan_queue: str, tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "AITRADER_DATABASE_URL": str(pg_settings.database_url),
-        "AITRADER_BROKER_URL": BROKER_URL,
-        "AITRADER_SCAN_QUEUE": scan_queue,
-        "AITRADER_LLM_ENABLED": "false",
-    }
+    env = process_env(pg_settings, scan_queue)
     workers = [Worker(name, env, tmp_path) for name in ("worker-a", "worker-b")]
     victim, survivor = workers
     request = ScanRequest(scan_id=f"dist-{uuid.uuid4().hex[:8]}", symbols=SYMBOLS, as_of=AS_OF, approval_mode="observe")
@@ -195,13 +200,7 @@ async def test_scan_survives_a_killed_worker_and_decides_each_symbol_once(pg_set
 
 async def test_the_cli_scans_through_an_aitrader_worker(pg_settings: Settings, scan_queue: str, tmp_path: Path) -> None:
     """`aitrader scan --distributed` as an operator runs it, against one `aitrader worker` process tree."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AITRADER_")},
-        "AITRADER_DATABASE_URL": str(pg_settings.database_url),
-        "AITRADER_BROKER_URL": BROKER_URL,
-        "AITRADER_SCAN_QUEUE": scan_queue,
-        "AITRADER_LLM_ENABLED": "false",
-    }
+    env = process_env(pg_settings, scan_queue)
     worker = Worker("worker", env, tmp_path)
     try:
         await wait_ready([worker])

@@ -15,7 +15,7 @@ from api.http.bodies import Resume, StartRuns
 from api.http.events import resume_point, run_events
 from api.http.server import ServerState, server_state
 from api.runs import RunNotFound, RunOutcome, make_request, new_thread_id
-from state.scan import ScanEntry, ScanRequest
+from state.scan import RUN_OPTIONS, ScanEntry, ScanRequest
 from state.sections import RunRequest
 from tools.scan import scan_thread_id
 from tools.market_data import MarketDataError
@@ -126,7 +126,7 @@ async def start_scan(server: ServerState, body: StartRuns, requests: list[RunReq
 
 
 def scan_options(body: StartRuns) -> dict[str, Any]:
-    return body.model_dump(include={"source", "scenario", "data_dir", "exchange", "timeframes", "decision_timeframe", "approval_mode", "as_of"}, exclude_none=True)
+    return body.model_dump(include=set(RUN_OPTIONS), exclude_none=True)
 
 
 @router.get("/scans/{scan_id}", summary="A scan's ranked results (once it has finished)")
