@@ -135,23 +135,20 @@ class AuditLog:
         """Chain the records after the newest row, in one transaction; returns the last sequence number."""
         if not records:
             return -1
+        # Serialised before the lock: other appenders wait only for the chaining and the write.
+        columns = [_columns(record) for record in records]
         async with self.db.transaction() as session:
             if self.db.dialect == "postgres":
                 await session.execute(_PG_LOCK)
             last = await session.fetch(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1")
             seq, prev = (last[0]["seq"], last[0]["hash"]) if last else (0, GENESIS)
             rows = []
-            for record in records:
+            for values in columns:
                 seq += 1
-                columns = _columns(record)
-                digest = row_hash(seq, columns, prev)
-                rows.append((seq, *columns, prev, digest))
+                digest = row_hash(seq, values, prev)
+                rows.append((seq, *values, prev, digest))
                 prev = digest
-            # One round trip for the batch: the table lock is held for as short a time as it can be.
-            await session.execute_many(
-                f"INSERT INTO {TABLE} (seq, {', '.join(_FIELDS)}, prev_hash, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                rows,
-            )
+            await session.insert_rows(TABLE, ("seq", *_FIELDS, "prev_hash", "hash"), rows)
         for listener in list(self.listeners):
             listener(records)
         return seq

@@ -18,8 +18,8 @@ Dialect = Literal["sqlite", "postgres"]
 
 class Session(Protocol):
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """One statement for many rows in one round trip (psycopg pipelines it)."""
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Many rows in one go (PostgreSQL: one COPY, far cheaper per row than a pipelined INSERT)."""
         ...
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
 
@@ -34,6 +34,10 @@ class Database(Protocol):
         ...
 
 
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
 class _SqliteSession:
     def __init__(self, connection: Any) -> None:
         self._db = connection
@@ -44,8 +48,8 @@ class _SqliteSession:
         await cursor.close()
         return count
 
-    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._db.executemany(sql.replace("%s", "?"), [tuple(row) for row in rows])
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        await self._db.executemany(_insert_sql(table, columns), [tuple(row) for row in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         async with self._db.execute(sql.replace("%s", "?"), tuple(params)) as cursor:
@@ -95,9 +99,10 @@ class _PostgresSession:
         cursor = await self._conn.execute(sql, tuple(params) or None)
         return max(cursor.rowcount, 0)
 
-    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        async with self._conn.cursor() as cursor:
-            await cursor.executemany(sql, [tuple(row) for row in rows])
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        async with self._conn.cursor() as cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                await copy.write_row(row)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = await self._conn.execute(sql, tuple(params) or None)
@@ -148,8 +153,8 @@ class MemoryDatabase:
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._db.execute(sql.replace("%s", "?"), tuple(params)).rowcount
 
-    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._db.executemany(sql.replace("%s", "?"), [tuple(row) for row in rows])
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(_insert_sql(table, columns), [tuple(row) for row in rows])
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = self._db.execute(sql.replace("%s", "?"), tuple(params))
