@@ -68,6 +68,30 @@ class CheckpointInfo(BaseModel):
     next: list[str]
 
 
+class _StreamEnd:
+    """Where a run's stream left the thread: its last values, its pending interrupts, its last checkpoint."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.interrupts: tuple[Any, ...] = ()
+        self.stopped = False  # paused ahead of a node by `interrupt_before` (an interrupt with no value)
+        self.checkpoint_id: str | None = None
+
+    def updates(self, chunk: dict[str, Any]) -> None:
+        # A run stops at its interrupts (after the rest of that step), so they are the run's last word.
+        if "__interrupt__" in chunk:
+            self.interrupts += tuple(chunk["__interrupt__"])
+            self.stopped = self.stopped or not chunk["__interrupt__"]
+
+    def outcome(self, thread_id: str) -> RunOutcome:
+        values = {key: value for key, value in self.values.items() if key != "__interrupt__"}
+        if not values:
+            raise RunNotFound(f"no run with thread id {thread_id!r}")
+        first = self.interrupts[0] if self.interrupts else None
+        pending = PendingApproval(interrupt_id=first.id, proposal=first.value) if first else None
+        return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
+
+
 def new_thread_id(symbol: str) -> str:
     return f"{symbol.replace('/', '-').replace(':', '-').lower()}-{uuid.uuid4().hex[:12]}"
 
@@ -224,9 +248,12 @@ class Lifecycles:
         The audit table doubles as the run's event log: its sequence numbers are the event ids the
         HTTP stream hands out, and listeners hear the thread id after every write. With durability
         "exit" only the last checkpoint is kept, so the events wait for it and carry its id.
+        The outcome comes from the stream itself (its last values, its interrupts): reading the
+        state back would deserialise every section the run has just produced.
         """
         thread_id = config["configurable"]["thread_id"]
         buffered: list[AuditRecord] = []
+        seen = _StreamEnd()
 
         async def flush(checkpoint_id: str | None) -> None:
             if buffered:
@@ -241,10 +268,9 @@ class Lifecycles:
             await self.storage.ledger.run_status(thread_id, "running")
         self._notify(thread_id)
         # With "exit" no step's checkpoint is kept, so there is no id to stamp: skip building them per step.
-        modes = ["updates", "custom", *(["checkpoints"] if durability != "exit" else []), *(["tasks"] if self.timing_listeners else [])]
+        modes = ["updates", "values", "custom", *(["checkpoints"] if durability != "exit" else []), *(["tasks"] if self.timing_listeners else [])]
         started: dict[str, float] = {}
-        latest = {"configurable": {"thread_id": thread_id}}  # `config` may name the checkpoint a replay starts from
-        snapshot = None
+        finished = False
         try:
             stream = self.graph.astream(
                 graph_input, config, context=context, durability=durability, stream_mode=modes, interrupt_before=stop_before
@@ -253,25 +279,30 @@ class Lifecycles:
                 if mode == "tasks":
                     self._time_task(chunk, started)
                 elif mode == "updates":
+                    seen.updates(chunk)
                     for node, update in chunk.items():
-                        buffered.extend(records_from_update(thread_id, node, update))
+                        if node != "__metadata__":  # a cached step's marker, not a node
+                            buffered.extend(records_from_update(thread_id, node, update))
+                elif mode == "values":
+                    seen.values = chunk
                 elif mode == "custom":
                     buffered.append(progress_record(thread_id, chunk))
-                elif durability != "exit":  # the checkpoint that holds the updates streamed before it
-                    await flush(chunk["config"]["configurable"]["checkpoint_id"])
-            snapshot = await self.graph.aget_state(latest)  # read once: the stop check, the events' anchor, the outcome
-            if stop_before and set(snapshot.next) & set(stop_before):
+                else:  # the checkpoint that holds the updates streamed before it
+                    seen.checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
+                    await flush(seen.checkpoint_id)
+            finished = True
+            if stop_before and seen.stopped:
                 buffered.clear()  # stopped where the caller asked: it re-runs or continues the thread itself
-                return self._outcome_of(thread_id, snapshot)
+                return seen.outcome(thread_id)
         except BaseException as error:
             await self.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
             raise
         finally:
             # Whatever the run got to before an error is recorded too; the last checkpoint is its best anchor.
             if buffered:
-                last = snapshot or await self.graph.aget_state(latest)
-                await flush((last.config.get("configurable") or {}).get("checkpoint_id"))
-        outcome = self._outcome_of(thread_id, snapshot)
+                exit_write = durability == "exit" or not finished
+                await flush(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
+        outcome = seen.outcome(thread_id)
         await self._track_pending(thread_id, outcome)
         self._notify(thread_id)
         return outcome

@@ -47,6 +47,22 @@ async def test_a_run_leaves_its_trail_under_its_checkpoints(backend_settings: Se
     assert '"done":6' in progress[-1].payload and '"total":6' in progress[-1].payload
 
 
+async def test_a_runs_outcome_from_its_stream_is_the_state_it_saved(backend_settings: Settings) -> None:
+    """The drive takes the outcome from the stream, not from reading the state back: the two must agree."""
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
+        for approval in ("always", "observe"):
+            streamed = await runs.start(make_request(backend_settings, "BTC/USDT", scenario="uptrend", approval_mode=approval, as_of=CLOCK), durability="exit")
+            saved = await runs.outcome(streamed.thread_id)
+            assert streamed.values == saved.values and streamed.decision == saved.decision
+            assert streamed.pending == saved.pending and (streamed.pending is not None) == (approval == "always")
+            snapshot = await runs.graph.aget_state({"configurable": {"thread_id": streamed.thread_id}})
+            newest = snapshot.config["configurable"]["checkpoint_id"]
+            assert await storage.last_checkpoint_id(streamed.thread_id) == newest
+            assert {row.checkpoint_id for row in await storage.audit.trail(streamed.thread_id)} == {newest}
+        assert await storage.last_checkpoint_id("no-such-thread") is None
+
+
 async def test_interrupt_and_operator_answer_are_on_the_trail(backend_settings: Settings) -> None:
     from state.sections import ApprovalResponse
 

@@ -35,6 +35,21 @@ class Storage:
     # Positions, governor flags and the append-only audit table, in the same database.
     ledger: Ledger
     audit: AuditLog
+    # The saver's own database, for reading its checkpoint ids without loading a checkpoint.
+    database: Database | None = None
+
+    async def last_checkpoint_id(self, thread_id: str) -> str | None:
+        """A thread's newest checkpoint id: one index lookup, where the saver would also load and
+        deserialise the whole state. Both savers keep ids in `checkpoints` and order them the same way."""
+        if self.database is None:
+            config = {"configurable": {"thread_id": thread_id}}
+            found = await self.checkpointer.aget_tuple(config)
+            return found.config["configurable"]["checkpoint_id"] if found else None
+        rows = await self.database.fetch(
+            "SELECT checkpoint_id FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id,),
+        )
+        return str(rows[0]["checkpoint_id"]) if rows else None
 
 
 async def _open_books(db: Database) -> tuple[Ledger, AuditLog]:
@@ -81,8 +96,9 @@ async def _sqlite(settings: Settings) -> AsyncIterator[Storage]:
         await store.setup()
         # Setup can leave an implicit transaction open; the store's own BEGIN would then fail.
         await connection.commit()
-        ledger, audit = await _open_books(SqliteDatabase(connection, saver.lock))
-        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit)
+        database = SqliteDatabase(connection, saver.lock)
+        ledger, audit = await _open_books(database)
+        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit, database=database)
     finally:
         await connection.close()
 
@@ -120,8 +136,9 @@ async def _postgres(url: str) -> AsyncIterator[Storage]:
         await candles.setup()
         store = AsyncPostgresStore(pool)
         await store.setup()
-        ledger, audit = await _open_books(PostgresDatabase(pool))
-        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit)
+        database = PostgresDatabase(pool)
+        ledger, audit = await _open_books(database)
+        yield Storage(checkpointer=saver, candles=candles, store=store, ledger=ledger, audit=audit, database=database)
     finally:
         await pool.close()
 
