@@ -24,6 +24,7 @@ from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, R
 from tools.context import ServiceHub, Services
 from tools.llm import make_chat_model
 from tools.audit_log import AuditRecord
+from tools.screen_cache import ScreenCache
 from tools.storage import Storage
 from tools.requests import make_request  # noqa: F401  re-exported: surfaces build requests through here
 
@@ -100,7 +101,9 @@ class Lifecycles:
     def __init__(self, settings: Settings, storage: Storage, hub: ServiceHub | None = None) -> None:
         self.settings = settings
         self.storage = storage
-        self.graph = build_graph(storage.checkpointer, storage.store)
+        # Inert outside a scan's `ScreenCache.scope()`: every other run executes every node.
+        self.screen_cache = ScreenCache()
+        self.graph = build_graph(storage.checkpointer, storage.store, cache=self.screen_cache)
         self.hub = hub or ServiceHub(settings, storage.candles, llm=make_chat_model(settings), ledger=storage.ledger)
         # Called with a thread id whenever that run wrote events or changed status (the HTTP stream wakes on it).
         self.listeners: list[Callable[[str], None]] = []

@@ -8,7 +8,8 @@ Every symbol of a scan runs in two passes on its own thread:
 2. **Commit**, only when the consensus was actionable: the screen's thread is deleted and
    the lifecycle runs again from its input with per-step checkpoints (`durability="async"`),
    so every symbol that ends with a trade proposal has a fully replayable history. The
-   indicator frames of the first pass are cached, so the second costs less than the first.
+   analysis nodes hand their writes from the first pass to the second through LangGraph's
+   node cache (tools/screen_cache.py), so the second pass runs only the decision nodes.
 
 Deciding is idempotent: a symbol delivered again (a worker died, a message was
 redelivered) finds its thread and returns the decision already made, continues a
@@ -53,12 +54,14 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
             return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
         if previous.values:
             await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
-        outcome = await runs.start(
-            request, thread_id=thread_id, durability="exit", metadata={**metadata, "scan_phase": "screen"}, stop_before=SCREEN_STOP
-        )
-        if outcome.decision is None and outcome.pending is None:
-            await runs.storage.checkpointer.adelete_thread(thread_id)
-            outcome = await runs.start(request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"})
+        with runs.screen_cache.scope():  # the commit pass reuses the screen's analysis
+            outcome = await runs.start(
+                request, thread_id=thread_id, durability="exit", metadata={**metadata, "scan_phase": "screen"}, stop_before=SCREEN_STOP
+            )
+            if outcome.decision is None and outcome.pending is None:
+                await runs.storage.checkpointer.adelete_thread(thread_id)
+                request = outcome.values["request"]  # with the clock the screen fixed
+                outcome = await runs.start(request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"})
         return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
     except asyncio.CancelledError:
         # Stopped wherever it was (even between the run's row and its first node): say so, then stop.

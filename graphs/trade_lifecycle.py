@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langgraph.cache.base import BaseCache
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.base import BaseStore
-from langgraph.types import Send
+from langgraph.types import CachePolicy, Send
 
 from nodes.aggregate import aggregate
 from nodes.alt_data import alt_data
@@ -42,10 +43,13 @@ from nodes.volume import volume
 from state import AnalysisState
 from state.sections import FeaturesSection
 from tools.context import Services
+from tools.screen_cache import screen_key
 
 FEATURE_NODES = ["regime", "structure", "key_levels", "volume", "alt_data"]
 LEVEL_NODES = ["support_resistance", "fibonacci", "anchored_vwap"]
 RECURSION_LIMIT = 64
+# Everything a scan's screening pass runs (it stops ahead of verify): what a node cache may hand on.
+DECISION_NODES = {"verify", "risk", "approval", "execute", "audit"}
 
 
 # Routers are coroutines: in an async run LangGraph hands a plain function to a thread pool, and
@@ -74,9 +78,12 @@ def build_graph(
     checkpointer: BaseCheckpointSaver | None = None,
     store: BaseStore | None = None,
     context_schema: type | None = Services,
+    cache: BaseCache | None = None,
     **compile_options: Any,
 ) -> CompiledStateGraph:
+    """`cache` serves the analysis nodes (never the decision nodes); see tools/screen_cache.py."""
     builder = StateGraph(AnalysisState, context_schema=context_schema)
+    analysis_cache = CachePolicy(key_func=screen_key) if cache is not None else None
     for name, node in [
         ("sanity", sanity),
         ("market_data", market_data),
@@ -99,7 +106,7 @@ def build_graph(
         ("execute", execute),
         ("audit", audit),
     ]:
-        builder.add_node(name, node)
+        builder.add_node(name, node, cache_policy=None if name in DECISION_NODES else analysis_cache)
 
     builder.add_edge(START, "sanity")
     builder.add_conditional_edges("sanity", unless_decided("market_data"), ["market_data", "audit"])
@@ -117,7 +124,7 @@ def build_graph(
     builder.add_conditional_edges("approval", unless_decided("execute"), ["execute", "audit"])
     builder.add_edge("execute", "audit")
     builder.add_edge("audit", END)
-    return builder.compile(checkpointer=checkpointer, store=store, name="trade_lifecycle", **compile_options)
+    return builder.compile(checkpointer=checkpointer, store=store, cache=cache, name="trade_lifecycle", **compile_options)
 
 
 

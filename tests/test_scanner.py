@@ -108,6 +108,38 @@ async def test_proposals_keep_every_step_and_holds_keep_one_checkpoint(backend_s
         assert len([p for p in await storage.ledger.positions() if p.thread_id == buy.thread_id]) == 1
 
 
+async def test_the_commit_pass_takes_the_screens_analysis_and_a_replay_runs_it_again(backend_settings: Settings, monkeypatch) -> None:
+    """The analysis of an actionable symbol runs once per decision; its thread still replays every node for real."""
+    import graphs.trade_lifecycle as wiring
+
+    calls: Counter[str] = Counter()
+    for name in ("anchored_vwap", "strategy", "verify"):
+        node = getattr(wiring, name)
+
+        async def counted(state, runtime, node=node, name=name):
+            calls[name] += 1
+            return await node(state, runtime)
+
+        monkeypatch.setattr(wiring, name, counted)
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
+        scan = ScanRequest(scan_id="cache", symbols=["ETH/USDT"], scenario="uptrend", as_of=CLOCK)
+        entry = await decide_symbol(runs, scan, "ETH/USDT", CLOCK)
+        assert entry.decision == "BUY" and entry.actionable
+        strategies = calls["strategy"]
+        assert calls["anchored_vwap"] == 1 and calls["verify"] == 1 and strategies >= 3
+        # The committed thread holds every analysis step, with the sections the screen computed.
+        history = await runs.history(entry.thread_id)
+        assert {"anchored_vwap", "strategy", "aggregate", "verify"} <= {n for info in history for n in info.nodes}
+        trail = await storage.audit.trail(entry.thread_id)
+        assert Counter((r.node, r.event) for r in trail)[("aggregate", "SIGNAL")] == 1
+        # Outside a scan's scope nothing is cached: a replay from before the levels runs them again.
+        before_levels = next(i for i in history if "anchored_vwap" in i.next)
+        replayed = await runs.replay(entry.thread_id, before_levels.checkpoint_id)
+        assert calls["anchored_vwap"] == 2 and calls["strategy"] == 2 * strategies
+        assert replayed.values["consensus"] == (await runs.outcome(entry.thread_id)).values["consensus"]
+
+
 async def test_deciding_again_never_decides_twice(backend_settings: Settings) -> None:
     """A symbol delivered again (a worker died after deciding, or mid-way) ends with one decision and one order."""
     async with open_storage(backend_settings) as storage:
