@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/scan_throughput.py [--sizes 10,100,1000] [--workers 2] [--profile]
 
-Per size: wall seconds, symbols per second, per-symbol decision latency (p50 / p95,
+Per size: wall seconds, symbols per second, CPU milliseconds per symbol (the worker
+processes, this coordinating process, the PostgreSQL server), per-symbol decision latency (p50 / p95,
 measured in the worker from dispatch to decision), peak memory (the coordinator plus
 every worker, summed peak RSS), checkpoint bytes per symbol and how many symbols were
 re-run with per-step checkpoints (actionable consensus). All six timeframes, every
@@ -48,6 +49,37 @@ def peak_rss_mib(pid: int) -> float:
         return next((int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:")), 0.0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (its backends do the database's share of a scan)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def cpu_snapshot() -> dict[str, float]:
+    me = os.getpid()
+    return {
+        "coordinator": cpu_seconds(me),
+        "workers": sum(cpu_seconds(pid) for pid in children(me)),
+        "postgres": sum(cpu_seconds(pid) for pid in postgres_pids()),
+    }
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -67,9 +99,10 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
             # Each worker pays TA-Lib and pandas warm-up on its first symbols: not what a long scan sees.
             warm = [m.symbol for m in builtin_markets()[-4 * workers :]]
             await scans.run(ScanRequest(scan_id=f"warm-{uuid.uuid4().hex[:6]}", symbols=warm, as_of=CLOCK), pool, concurrency=concurrency)
-            started = time.perf_counter()
+            cpu_before, started = cpu_snapshot(), time.perf_counter()
             summary = await scans.run(ScanRequest(scan_id="bench", symbols=symbols, as_of=CLOCK), pool, concurrency=concurrency)
             wall = time.perf_counter() - started
+            cpu = {k: (v - cpu_before[k]) * 1000 / len(symbols) for k, v in cpu_snapshot().items()}
             entries = summary.ranked
             latencies = [e.elapsed_ms for e in entries if e.elapsed_ms is not None]
             threads = [e.thread_id for e in entries if e.thread_id]
@@ -85,6 +118,7 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
             "ckpt_bytes": size / max(1, len(threads)),
             "committed": sum(1 for e in entries if e.actionable),
             "failed": sum(1 for e in entries if e.status not in ("decided", "paused")),
+            **{f"cpu_{k}": v for k, v in cpu.items()},
         }
     finally:
         pool.close()
@@ -173,7 +207,7 @@ async def main() -> None:
     concurrency = args.concurrency or args.workers
     universe = [m.symbol for m in builtin_markets() if m.quote == "USDT"]
     print(f"built-in data, 6 timeframes, every strategy, no LLM, paper, Postgres; {args.workers} worker processes, {concurrency} in flight")
-    print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}")
+    print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}   CPU ms/symbol: workers, coordinator, PostgreSQL")
     for size in (int(s) for s in args.sizes.split(",")):
         database = f"aitrader_scan_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
@@ -184,7 +218,8 @@ async def main() -> None:
             f = await scan_once(settings, universe[:size], args.workers, concurrency)
             print(
                 f"{size:>8} {f['wall_s']:>8.1f} {f['per_s']:>7.1f} {f['p50_ms']:>7.0f} {f['p95_ms']:>7.0f} {f['peak_mib']:>9.0f} "
-                f"{f['ckpt_bytes']:>11,.0f} {f['committed']:>7.0f} {f['failed']:>7.0f} {f['startup_s']:>8.1f}",
+                f"{f['ckpt_bytes']:>11,.0f} {f['committed']:>7.0f} {f['failed']:>7.0f} {f['startup_s']:>8.1f}   "
+                f"{f['cpu_workers']:.0f}, {f['cpu_coordinator']:.0f}, {f['cpu_postgres']:.0f}",
                 flush=True,
             )
         finally:
