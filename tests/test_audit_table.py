@@ -136,3 +136,14 @@ async def test_relinked_forgery_breaks_at_the_following_row(backend_settings: Se
     async with open_storage(backend_settings) as storage:
         report = await storage.audit.verify()
     assert report.broken_at == 3 and "previous-hash" in report.problem
+
+
+def test_payloads_are_canonical_json_a_browser_can_parse() -> None:
+    import json
+    import math
+
+    from tools.audit_log import payload_text
+
+    text = payload_text({"b": math.nan, "a": [1.5, math.inf], 3: "three", "when": datetime(2026, 1, 2, tzinfo=UTC)})
+    assert text == '{"3":"three","a":[1.5,null],"b":null,"when":"2026-01-02T00:00:00+00:00"}'
+    assert json.loads(payload_text({"big": 2**70})) == {"big": 2**70}  # beyond orjson's 64 bits

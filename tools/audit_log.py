@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.database import Database
@@ -101,8 +102,16 @@ def row_hash(seq: int, columns: tuple[Any, ...], prev_hash: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def payload_text(payload: dict[str, Any]) -> str:
+    """Canonical JSON of a payload: sorted keys, compact, NaN as null (browsers reject NaN)."""
+    try:
+        return orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # what orjson refuses (integers beyond 64 bits) the standard library still writes
+        return json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+
+
 def _columns(record: AuditRecord) -> tuple[Any, ...]:
-    payload = json.dumps(record.payload, sort_keys=True, default=str, separators=(",", ":"))
+    payload = payload_text(record.payload)
     return (
         record.thread_id,
         record.checkpoint_id,
