@@ -305,7 +305,8 @@ class Lifecycles:
             if buffered:
                 exit_write = durability == "exit" or not finished
                 await flush(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
-        outcome = seen.outcome(thread_id)
+        # LangGraph streams the values it starts from too, so this read back is only a safety net.
+        outcome = seen.outcome(thread_id) if seen.values else await self.outcome(thread_id)
         await self._track_pending(thread_id, outcome)
         self._notify(thread_id)
         return outcome

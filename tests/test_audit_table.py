@@ -61,6 +61,9 @@ async def test_a_runs_outcome_from_its_stream_is_the_state_it_saved(backend_sett
             assert await storage.last_checkpoint_id(streamed.thread_id) == newest
             assert {row.checkpoint_id for row in await storage.audit.trail(streamed.thread_id)} == {newest}
         assert await storage.last_checkpoint_id("no-such-thread") is None
+        # A replay from a finished run's last checkpoint has nothing left to run: its outcome is the same.
+        replayed = await runs.replay(streamed.thread_id, newest)
+        assert replayed.decision == streamed.decision and replayed.values == streamed.values
 
 
 async def test_interrupt_and_operator_answer_are_on_the_trail(backend_settings: Settings) -> None:
