@@ -24,24 +24,21 @@ NODE = "anchored_vwap"
 
 def timeframe_vwaps(loaded: IndicatorFrame) -> TimeframeVwaps:
     candles = avwap.Candles.of(loaded.frame)  # the columns once, for every anchor and VWAP below
-    vwaps: list[AnchoredVwap] = []
-    with avwap.one_blas_thread():  # one thread limit for all the projections, not one each
-        for anchor in avwap.choose_anchors_in(candles):
-            path = candles.vwap(anchor.position)
-            value = float(path[-1])
-            if math.isnan(value):  # no volume traded since the anchor: there is no VWAP to report
-                continue
-            projection = avwap.project_vwap(path)
-            vwaps.append(
-                AnchoredVwap(
-                    anchor_kind=anchor.kind,
-                    anchor_time=anchor.time.to_pydatetime(),
-                    anchor_price=anchor.price,
-                    value=value,
-                    projection=projection.points,
-                    kernel=projection.kernel,
-                )
-            )
+    paths = [(anchor, candles.vwap(anchor.position)) for anchor in avwap.choose_anchors_in(candles)]
+    # No volume traded since the anchor (a NaN last value): there is no VWAP to report.
+    reported = [(anchor, path) for anchor, path in paths if not math.isnan(path[-1])]
+    projections = avwap.project_vwaps([path for _, path in reported])  # fitted together, each to its own numbers
+    vwaps = [
+        AnchoredVwap(
+            anchor_kind=anchor.kind,
+            anchor_time=anchor.time.to_pydatetime(),
+            anchor_price=anchor.price,
+            value=float(path[-1]),
+            projection=projection.points,
+            kernel=projection.kernel,
+        )
+        for (anchor, path), projection in zip(reported, projections, strict=True)
+    ]
     return TimeframeVwaps(kernel=avwap.KERNEL_FORM, vwaps=vwaps)
 
 

@@ -10,6 +10,7 @@ Per timeframe, on the run's indicator frame (closed candles up to the run's cloc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ from tools.volume_profile import (
     obv_slope,
     obv_values,
     value_area,
-    volume_by_bin,
+    volume_by_bins,
     weis_waves,
 )
 
@@ -44,16 +45,29 @@ PROFILE_WINDOW = 100
 WAVES_SHOWN = 6
 
 
-def window_profile(low: np.ndarray, high: np.ndarray, volume: np.ndarray, start: datetime, end: datetime) -> VolumeProfile:
-    found = value_area(*volume_by_bin(low, high, volume))
-    return VolumeProfile(
-        start=start,
-        end=end,
-        candles=len(low),
-        point_of_control=found.point_of_control,
-        value_area_high=found.value_area_high,
-        value_area_low=found.value_area_low,
-    )
+def window_profiles(
+    low: np.ndarray, high: np.ndarray, volume: np.ndarray, count: int, stamps: Iterator[datetime]
+) -> list[VolumeProfile]:
+    """Profiles of the newest `count` blocks of PROFILE_WINDOW candles (all candles when fewer), newest first.
+
+    The blocks are the rows of one reshape, binned in one pass; `stamps` yields each one's start and end.
+    """
+    size = min(len(low), PROFILE_WINDOW)
+    edges, hist = volume_by_bins(*(a[len(a) - count * size :].reshape(count, size)[::-1] for a in (low, high, volume)))
+    profiles = []
+    for window_edges, window_hist in zip(edges, hist, strict=True):
+        found = value_area(window_edges, window_hist)
+        profiles.append(
+            VolumeProfile(
+                start=next(stamps),
+                end=next(stamps),
+                candles=size,
+                point_of_control=found.point_of_control,
+                value_area_high=found.value_area_high,
+                value_area_low=found.value_area_low,
+            )
+        )
+    return profiles
 
 
 def describe(frame: pd.DataFrame) -> TimeframeVolume:
@@ -66,14 +80,14 @@ def describe(frame: pd.DataFrame) -> TimeframeVolume:
     if not finite.all():
         high, low, close, volume, atr, times = (a[finite] for a in (high, low, close, volume, atr, times))
     n = len(times)
-    windows = [slice(max(0, n - PROFILE_WINDOW), n)]
-    if n >= 2 * PROFILE_WINDOW:  # a shorter previous window would not compare like with like
-        windows.append(slice(n - 2 * PROFILE_WINDOW, n - PROFILE_WINDOW))
+    size = min(n, PROFILE_WINDOW)
+    windows = 2 if n >= 2 * PROFILE_WINDOW else 1  # a shorter previous window would not compare like with like
     waves = weis_waves(close, volume, WAVE_ATR_MULTIPLE * atr, newest=WAVES_SHOWN)
-    # Every time reported, boxed in one call rather than one index lookup per time.
-    edges = [(w.start, w.stop - 1) for w in windows] + [(w.first, w.last) for w in waves]
-    stamps = iter(times[np.asarray(edges, dtype=int).reshape(-1)].to_pydatetime().tolist())
-    profiles = [window_profile(low[w], high[w], volume[w], next(stamps), next(stamps)) for w in windows]
+    # Every time reported, boxed in one call rather than one index lookup per time (from the index's
+    # array: the same datetimes, without building an index around them first).
+    edges = [(n - (k + 1) * size, n - k * size - 1) for k in range(windows)] + [(w.first, w.last) for w in waves]
+    stamps = iter(times.array[np.asarray(edges, dtype=int).reshape(-1)].to_pydatetime().tolist())
+    profiles = window_profiles(low, high, volume, windows, stamps)
     recent, previous = profiles[0], (profiles[1] if len(profiles) > 1 else None)
     shift = None
     if previous is not None and previous.point_of_control > 0:

@@ -37,25 +37,42 @@ def volume_by_bin(
     span it overlaps. A candle with high == low puts all its volume into the bin holding that price
     (the top bin when the price is the range's top edge).
     """
-    low, high, volume = (np.asarray(a, dtype=float) for a in (low, high, volume))
-    bottom, top = float(low.min()), float(high.max())
-    edges = np.linspace(bottom, top, bins + 1)
+    edges, hist = volume_by_bins(*(np.asarray(a, dtype=float)[None] for a in (low, high, volume)), bins=bins)
+    return edges[0], hist[0]
+
+
+def volume_by_bins(
+    low: np.ndarray, high: np.ndarray, volume: np.ndarray, bins: int = PROFILE_BINS
+) -> tuple[np.ndarray, np.ndarray]:
+    """`volume_by_bin` of equally long windows given as rows (windows, candles): edges and volumes per row.
+
+    Each step runs once over every window, with each window's numbers exactly those of its own call.
+    """
+    bottom, top = low.min(axis=1).tolist(), high.max(axis=1).tolist()
+    # A linspace per window: given several, it uses another formula for all when one has a zero range.
+    edges = np.stack([np.linspace(b, t, bins + 1) for b, t in zip(bottom, top, strict=True)])
     span = high - low
     flat = span <= 0
-    # (candles, bins) overlaps, computed in place: the temporaries cost more than the arithmetic.
-    share = np.minimum(high[:, None], edges[None, 1:])
-    share -= np.maximum(low[:, None], edges[None, :-1])
+    # (windows, candles, bins) overlaps, computed in place: the temporaries cost more than the arithmetic.
+    share = np.minimum(high[:, :, None], edges[:, None, 1:])
+    share -= np.maximum(low[:, :, None], edges[:, None, :-1])
     np.maximum(share, 0.0, out=share)
     # A flat (or inverted) candle overlaps no bin by a positive width, so its row is already 0.
-    np.divide(share, span[:, None], out=share, where=~flat[:, None])
-    share *= volume[:, None]
-    hist = share.sum(axis=0)
-    if flat.any() and top > bottom:
-        where = np.clip(np.searchsorted(edges, low[flat], side="right") - 1, 0, bins - 1)
-        np.add.at(hist, where, volume[flat])
-    elif flat.any():  # the whole window sits at one price: one bin holds everything
-        hist[0] += volume[flat].sum()
+    np.divide(share, span[:, :, None], out=share, where=~flat[:, :, None])
+    share *= volume[:, :, None]
+    hist = share.sum(axis=1)  # over each window's candles, in order, as a sum over one window's
+    for row in np.flatnonzero(flat.any(axis=1)).tolist():  # rare: a window with a flat candle
+        _add_flat(hist[row], edges[row], low[row, flat[row]], volume[row, flat[row]], top[row] > bottom[row])
     return edges, hist
+
+
+def _add_flat(hist: np.ndarray, edges: np.ndarray, price: np.ndarray, volume: np.ndarray, has_range: bool) -> None:
+    """Flat candles' volume, all of each into the bin holding its price (in place)."""
+    if has_range:
+        where = np.clip(np.searchsorted(edges, price, side="right") - 1, 0, len(hist) - 1)
+        np.add.at(hist, where, volume)
+    else:  # the whole window sits at one price: one bin holds everything
+        hist[0] += volume.sum()
 
 
 def value_area(edges: np.ndarray, hist: np.ndarray, share: float = VALUE_AREA_SHARE) -> Profile:
@@ -68,13 +85,13 @@ def value_area(edges: np.ndarray, hist: np.ndarray, share: float = VALUE_AREA_SH
     so VAL <= POC <= VAH always.
     """
     bins = len(hist)
-    mids = (edges[:-1] + edges[1:]) / 2
-    if edges[-1] <= edges[0]:  # a window at one price: everything is the POC
-        price = float(edges[0])
-        return Profile(price, price, price)
-    best = np.flatnonzero(hist == hist.max())
-    centre = (edges[0] + edges[-1]) / 2
-    poc = int(best[np.argmin(np.abs(mids[best] - centre))])  # argmin takes the first (lower) on a tie
+    bounds = edges.tolist()  # the same doubles: scalar arithmetic on Python floats skips numpy's per-call dispatch
+    if bounds[-1] <= bounds[0]:  # a window at one price: everything is the POC
+        return Profile(bounds[0], bounds[0], bounds[0])
+    centre = (bounds[0] + bounds[-1]) / 2
+    # Mid prices of the fullest bins, in bin order: min takes the first (lower) on a tie.
+    mids = {j: (bounds[j] + bounds[j + 1]) / 2 for j in np.flatnonzero(hist == hist.max()).tolist()}
+    poc = min(mids, key=lambda j: abs(mids[j] - centre))
     target = share * hist.sum()
     volumes = hist.tolist()  # the same doubles; Python floats are ~5x cheaper to index one by one
     lo = hi = poc
@@ -91,7 +108,7 @@ def value_area(edges: np.ndarray, hist: np.ndarray, share: float = VALUE_AREA_SH
         if down:
             lo -= 1
             held += volumes[lo]
-    return Profile(float(mids[poc]), float(edges[lo]), float(edges[hi + 1]))
+    return Profile(mids[poc], bounds[lo], bounds[hi + 1])
 
 
 def profile(candles: pd.DataFrame, bins: int = PROFILE_BINS) -> Profile:
@@ -122,10 +139,11 @@ def weis_waves(close: np.ndarray, volume: np.ndarray, threshold: np.ndarray, new
     confirm nothing. ``newest``: only the last that many waves are returned (and summed).
     """
     close, volume, threshold = (np.asarray(a, dtype=float) for a in (close, volume, threshold))
-    spans = _wave_spans(close.tolist(), threshold.tolist())
+    prices = close.tolist()
+    spans = _wave_spans(prices, threshold.tolist())
     if newest is not None:
         spans = spans[-newest:] if newest > 0 else []  # [-0:] would be all of them
-    return [_wave(direction, turn, end, close, volume) for direction, turn, end in spans]
+    return [_wave(direction, turn, end, prices, volume) for direction, turn, end in spans]
 
 
 def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, int, int]]:
@@ -155,13 +173,13 @@ def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, i
     return spans
 
 
-def _wave(direction: int, turn: int, end: int, close: np.ndarray, volume: np.ndarray) -> Wave:
+def _wave(direction: int, turn: int, end: int, close: list[float], volume: np.ndarray) -> Wave:
     return Wave(
         direction="UP" if direction > 0 else "DOWN",
         first=turn + 1,
         last=end,
         volume=float(volume[turn + 1 : end + 1].sum()),
-        price_change=float(close[end] - close[turn]),
+        price_change=close[end] - close[turn],  # Python floats: the same difference as numpy's
     )
 
 
