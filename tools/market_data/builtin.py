@@ -118,27 +118,65 @@ def _weekly_bars(prof: Profile, t: np.ndarray, prev: float, logc: np.ndarray, mu
     return Bars(t, o, h, low, c, v)
 
 
+def _regime_runs(switch: np.ndarray) -> list[tuple[int, int, int]]:
+    """The chain of regimes (each week's draw picks the next from the current), starting in range.
+
+    As (regime, first week, end week) runs: regimes last ~10 weeks, so the walk jumps from one
+    change to the next, with the weeks whose draw would leave each regime (and where to) found up front.
+    """
+    # regime r stays when min(bisect_left(_TRANS[r], draw), 3) == r: a draw in (row[r-1], row[r]]
+    bands = [(row[r - 1] if r else -1.0, row[r] if r < 3 else 2.0) for r, row in enumerate(_TRANS)]
+    leave = [np.flatnonzero((switch <= lo) | (switch > hi)) for lo, hi in bands]
+    dest = [np.minimum(np.searchsorted(row, switch[w]), 3).tolist() for row, w in zip(_TRANS, leave, strict=True)]
+    leave_at = [weeks.tolist() for weeks in leave]
+    runs, regime, first, draw, n = [], 2, 0, 0, len(switch)
+    while True:
+        # the regime holds from week `first` up to the first later draw that leaves it
+        k = bisect.bisect_left(leave_at[regime], draw)
+        end = leave_at[regime][k] if k < len(leave_at[regime]) else n
+        if end > first:
+            runs.append((regime, first, end))
+        if end == n:
+            return runs
+        regime, first, draw = dest[regime][k], end, end + 1
+
+
+def _log_closes(base: float, noise: list[float], runs: list[tuple[int, int, int]]) -> list[float]:
+    """Weekly log closes: regime drift and noise, plus the pull to the symbol's level.
+
+    Sequential (the pull depends on the price so far), so kept lean: ``max(abs(dev) - 0.8, 0) *
+    copysign(1, dev)`` is unrolled into branches giving the same floats (below 0.8, a signed zero).
+    """
+    lp = level = base
+    logc: list[float] = []
+    for regime, first, end in runs:
+        # a range forms around wherever the price is (at week 0 that is the level already)
+        in_range, level = regime == 2, lp if regime == 2 else level
+        for step_noise in noise[first:end]:
+            dev = lp - base
+            # slow pull to the symbol's level (harder beyond ~e^0.8) keeps prices plausible
+            if dev > 0.8:
+                pull = -0.02 * dev - 0.15 * (dev - 0.8)
+            elif dev < -0.8:
+                pull = -0.02 * dev + 0.15 * (-dev - 0.8)
+            else:
+                pull = -0.02 * dev
+            if in_range:
+                pull -= 0.35 * (lp - level)
+            lp += step_noise + pull
+            logc.append(lp)
+    return logc
+
+
 def _natural_root(prof: Profile, weeks: int) -> Bars:
     t = GEN_S + WEEK * np.arange(weeks, dtype=np.int64)
     u = uniform(keys(prof.seed, 0, t), 3)
-    z = gauss(u[:, :2])[:, 0].tolist()
-    switch = u[:, 2].tolist()
-    logc, mult = [0.0] * weeks, [0.0] * weeks
-    base, lp, regime, level = math.log(prof.base), math.log(prof.base), 2, math.log(prof.base)
-    for i in range(weeks):
-        new = bisect.bisect_left(_TRANS[regime], switch[i])
-        if new == 2 and regime != 2:
-            level = lp  # a range forms around wherever the price is
-        regime = min(new, 3)
-        drift, m = _REGIME[regime]
-        dev = lp - base
-        # slow pull to the symbol's level (harder beyond ~e^0.8) keeps prices plausible
-        pull = -0.02 * dev - 0.15 * max(abs(dev) - 0.8, 0.0) * math.copysign(1.0, dev)
-        if regime == 2:
-            pull -= 0.35 * (lp - level)
-        lp += prof.sigma * (drift + m * z[i]) + pull
-        logc[i], mult[i] = lp, m
-    return _weekly_bars(prof, t, prof.base, np.array(logc), np.array(mult))
+    runs = _regime_runs(u[:, 2])
+    regimes = np.repeat([r for r, _, _ in runs], [end - first for _, first, end in runs])
+    drift, mult = (np.array(col)[regimes] for col in zip(*_REGIME, strict=True))
+    noise = prof.sigma * (drift + mult * gauss(u[:, :2])[:, 0])
+    logc = _log_closes(math.log(prof.base), noise.tolist(), runs)
+    return _weekly_bars(prof, t, prof.base, np.array(logc), mult)
 
 
 def _override_root(prof: Profile, nat: Bars, scenario: str, seed: int) -> tuple[Bars, float]:
@@ -249,9 +287,10 @@ _SCENARIO: OrderedDict[tuple[str, str, int], Market] = OrderedDict()
 def _natural(symbol: str, weeks: int) -> Market:
     market = _NATURAL.get(symbol)
     if market is None or len(market.root.t) < weeks:
-        # whole decades at a time; the series is a pure function of the week index
+        # whole years at a time (the series is a pure function of the week index): rarely
+        # rebuilt, and a scan, building each symbol's once, computes little past its clock
         prof = _profile(symbol)
-        market = Market(prof, _natural_root(prof, -(-weeks // 520) * 520))
+        market = Market(prof, _natural_root(prof, -(-weeks // 52) * 52))
     return remember(_NATURAL, symbol, market, 64)
 
 
@@ -290,6 +329,27 @@ def _continued(symbol: str, scenario: str | None, anchor: datetime, timeframe: s
     return concat(parts)
 
 
+# --- frames: a scan asks every symbol for the same windows, so their indexes are shared --
+_COLUMN_INDEX = pd.Index(COLUMNS)
+_INDEXES: OrderedDict[bytes, pd.DatetimeIndex] = OrderedDict()
+
+
+def _time_index(t: np.ndarray) -> pd.DatetimeIndex:
+    """Open times as an index: built once per window, handed out as shallow copies (own name/freq)."""
+    key = t.tobytes() if len(t) <= 5_000 else None  # a backtest's long window is not worth keeping
+    index = _INDEXES.get(key) if key else None
+    if index is None:
+        index = pd.DatetimeIndex((t * 1_000_000_000).view("datetime64[ns]"), tz=UTC, name="time")
+    return remember(_INDEXES, key, index, 32).copy() if key else index
+
+
+def _frame(bars: Bars) -> pd.DataFrame:
+    """One (5, n) block, as pandas would consolidate the columns, handed over without a copy (a dict
+    of columns costs ~4x as much); the indexes are copies, so renaming one frame's leaves the rest."""
+    values = np.stack(bars[1:]).astype(np.float64, copy=False)
+    return pd.DataFrame(values.T, index=_time_index(bars.t), columns=_COLUMN_INDEX.copy(), copy=False)
+
+
 class BuiltinSource:
     """Offline market data: any symbol, natural or a named scenario (see module docstring)."""
 
@@ -321,9 +381,7 @@ class BuiltinSource:
             bars = _continued(symbol, self.scenario, self.anchor, timeframe, first, last)
         else:
             bars = _market(symbol, self.scenario, anchor).window(timeframe, first, last)
-        index = pd.DatetimeIndex(bars.t.astype("datetime64[s]").astype("datetime64[ns]"), name="time")
-        index = index.tz_localize(UTC)
-        return pd.DataFrame(dict(zip(COLUMNS, bars[1:], strict=True)), index=index, dtype=np.float64)
+        return _frame(bars)
 
     async def fetch_candles(self, symbol: str, timeframe: str, *, until: datetime, limit: int = 300) -> pd.DataFrame:
         return self.candles(symbol, timeframe, until=until, limit=limit)
