@@ -45,6 +45,24 @@ def records_from_update(thread_id: str, node: str, update: Any) -> list[AuditRec
     return records
 
 
+def records_from_history(thread_id: str, snapshots: list[Any], recorded: set[str | None]) -> list[AuditRecord]:
+    """The rows a run's stream would have written for the checkpoints in `snapshots` (a thread's
+    history, any order) that have none in `recorded`: each checkpoint holds the writes of the
+    tasks its parent scheduled, which the checkpointer keeps. Progress reports are not kept, so
+    they cannot come back. For a process that died before it wrote a step's rows."""
+    by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
+    records: list[AuditRecord] = []
+    for snapshot in sorted(snapshots, key=lambda s: s.config["configurable"]["checkpoint_id"]):
+        checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+        parent = by_id.get(((snapshot.parent_config or {}).get("configurable") or {}).get("checkpoint_id"))
+        if checkpoint_id in recorded or parent is None:
+            continue
+        for task in parent.tasks:
+            if task.result is not None and task.name != "__start__":  # the input is not a node's update
+                records += [r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in records_from_update(thread_id, task.name, task.result)]
+    return records
+
+
 def progress_record(thread_id: str, chunk: Any) -> AuditRecord:
     """A long node's progress report (LangGraph's custom stream): which node, how far."""
     payload = jsonable(chunk) if isinstance(chunk, dict) else {"message": str(chunk)}

@@ -17,7 +17,7 @@ from typing import Any
 from langgraph.types import Command
 from pydantic import BaseModel
 
-from api.audit_trail import jsonable, progress_record, records_from_update
+from api.audit_trail import jsonable, progress_record, records_from_history, records_from_update
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
 from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, RunRequest
@@ -139,14 +139,18 @@ class Lifecycles:
         durability: str = "async",
         metadata: dict[str, Any] | None = None,
         stop_before: list[str] | None = None,
+        batch_events: bool = False,
     ) -> RunOutcome:
         """Run a new thread. `stop_before` pauses it ahead of those nodes (a scan's screening pass) and
-        then leaves no events behind: the caller either continues the thread or deletes and re-runs it."""
+        then leaves no events behind: the caller either continues the thread or deletes and re-runs it.
+        `batch_events` writes the run's audit rows once at its end, each still under its own step's
+        checkpoint: for runs nobody watches live (a scan's symbols); `backfill_events` restores them
+        from the checkpoints should the process die before."""
         thread_id = thread_id or new_thread_id(request.symbol)
         # The clock is fixed before the first node, so every replay of this thread sees the same moment.
         request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
         config = {**self._config(thread_id), "metadata": metadata or {}}
-        return await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before)
+        return await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before, batch_events)
 
     async def outcome(self, thread_id: str) -> RunOutcome:
         return self._outcome_of(thread_id, await self.graph.aget_state(self._config(thread_id)))
@@ -193,15 +197,26 @@ class Lifecycles:
         config = {**self._config(thread_id), "metadata": metadata or {}}
         return await self._drive(None, config, await self.services_for_thread(thread_id, request))
 
-    async def settle(self, thread_id: str) -> None:
-        """Record what a run killed after its last checkpoint left unrecorded: its decision event, its status.
+    async def backfill_events(self, thread_id: str) -> int:
+        """Write the audit rows of every checkpoint of the thread that has none; returns how many."""
+        recorded = {row.checkpoint_id for row in await self.storage.audit.trail(thread_id)}
+        snapshots = [s async for s in self.graph.aget_state_history(self._config(thread_id))]
+        records = records_from_history(thread_id, snapshots, recorded)
+        await self.storage.audit.append(records)
+        return len(records)
 
-        The audit rows of a step are written once its checkpoint exists, so a process that dies in
-        between leaves a finished thread without them; whoever finds the thread finishes the record.
+    async def settle(self, thread_id: str) -> None:
+        """Record what a run killed after its last checkpoint left unrecorded: its steps' events, its status.
+
+        The audit rows of a step are written once its checkpoint exists (or all at the run's end),
+        so a process that dies in between leaves a finished thread without them; whoever finds
+        the thread finishes the record: from the checkpoints' writes where the run kept per-step
+        checkpoints, else the decision event of the final state.
         """
         snapshot = await self.graph.aget_state(self._config(thread_id))
         if not snapshot.values:
             raise RunNotFound(f"no run with thread id {thread_id!r}")
+        await self.backfill_events(thread_id)
         trail = await self.storage.audit.trail(thread_id)
         if not snapshot.next and not any(r.node == "audit" and r.event == "DECISION" for r in trail):
             closing = [e for e in snapshot.values.get("audit") or [] if e.event == "DECISION"][-1:]
@@ -244,7 +259,13 @@ class Lifecycles:
         return await self._drive(None, snapshot.config, await self.hub.scratch_for(request, thread_id=thread_id))
 
     async def _drive(
-        self, graph_input: Any, config: dict[str, Any], context: Services, durability: str = "async", stop_before: list[str] | None = None
+        self,
+        graph_input: Any,
+        config: dict[str, Any],
+        context: Services,
+        durability: str = "async",
+        stop_before: list[str] | None = None,
+        batch_events: bool = False,
     ) -> RunOutcome:
         """Run the graph as a stream, writing each step's events to the audit table under its checkpoint.
 
@@ -256,13 +277,15 @@ class Lifecycles:
         """
         thread_id = config["configurable"]["thread_id"]
         buffered: list[AuditRecord] = []
+        stamped: list[AuditRecord] = []
         seen = _StreamEnd()
 
-        async def flush(checkpoint_id: str | None) -> None:
-            if buffered:
-                stamped = [r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered]
+        async def flush(checkpoint_id: str | None, *, last: bool = True) -> None:
+            stamped.extend(r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered)
+            buffered.clear()
+            if stamped and last:
                 await self.storage.audit.append(stamped)
-                buffered.clear()
+                stamped.clear()
                 self._notify(thread_id)
 
         if graph_input is not None and not isinstance(graph_input, Command):
@@ -292,10 +315,11 @@ class Lifecycles:
                     buffered.append(progress_record(thread_id, chunk))
                 else:  # the checkpoint that holds the updates streamed before it
                     seen.checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
-                    await flush(seen.checkpoint_id)
+                    await flush(seen.checkpoint_id, last=not batch_events)
             finished = True
             if stop_before and seen.stopped:
                 buffered.clear()  # stopped where the caller asked: it re-runs or continues the thread itself
+                stamped.clear()
                 return seen.outcome(thread_id)
         except BaseException as error:
             await self.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
@@ -305,6 +329,8 @@ class Lifecycles:
             if buffered:
                 exit_write = durability == "exit" or not finished
                 await flush(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
+            elif stamped:
+                await flush(None)  # nothing unstamped is left: the batch goes as stamped
         # LangGraph streams the values it starts from too, so this read back is only a safety net.
         outcome = seen.outcome(thread_id) if seen.values else await self.outcome(thread_id)
         await self._track_pending(thread_id, outcome)

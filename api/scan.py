@@ -49,7 +49,9 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
             await runs.settle(thread_id)  # decided before; a worker killed right after may have left its record short
             return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)
         if previous.values and previous.metadata.get("scan_phase") == "commit":
-            # A commit pass cut short: carry on where it stopped (its orders' ids are stable across the retry).
+            # A commit pass cut short: carry on where it stopped (its orders' ids are stable across the retry),
+            # after writing the events of the steps it did (its rows go in at its end).
+            await runs.backfill_events(thread_id)
             outcome = await runs.continue_run(thread_id, metadata={**metadata, "scan_phase": "commit"})
             return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
         if previous.values:
@@ -61,7 +63,9 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
             if outcome.decision is None and outcome.pending is None:
                 await runs.storage.checkpointer.adelete_thread(thread_id)
                 request = outcome.values["request"]  # with the clock the screen fixed
-                outcome = await runs.start(request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"})
+                outcome = await runs.start(
+                    request, thread_id=thread_id, durability="async", metadata={**metadata, "scan_phase": "commit"}, batch_events=True
+                )
         return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
     except asyncio.CancelledError:
         # Stopped wherever it was (even between the run's row and its first node): say so, then stop.

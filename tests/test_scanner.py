@@ -140,6 +140,38 @@ async def test_the_commit_pass_takes_the_screens_analysis_and_a_replay_runs_it_a
         assert replayed.values["consensus"] == (await runs.outcome(entry.thread_id)).values["consensus"]
 
 
+async def test_a_commit_pass_killed_before_its_events_were_written_gets_them_back(backend_settings: Settings) -> None:
+    """The commit pass writes its audit rows at its end; a worker killed before that leaves checkpoints
+    without rows, and the redelivered symbol restores them from the checkpoints' writes, once."""
+    from api.runs import make_request
+
+    async with open_storage(backend_settings) as storage:
+        runs = Lifecycles(backend_settings, storage)
+        scan = ScanRequest(scan_id="lost", symbols=["ETH/USDT", "BTC/USDT"], scenario="uptrend", as_of=CLOCK)
+        reference = await decide_symbol(runs, scan, "BTC/USDT", CLOCK)
+        assert await runs.backfill_events(reference.thread_id) == 0  # a whole record needs nothing
+
+        thread_id = scan_thread_id("lost", "ETH/USDT")
+        request = make_request(backend_settings, "ETH/USDT", scenario="uptrend", as_of=CLOCK)
+        # Stopped ahead of execution, a batched run drops its rows: exactly what a kill there leaves.
+        await runs.start(
+            request, thread_id=thread_id, metadata={"scan_id": "lost", "scan_phase": "commit"}, stop_before=["execute"], batch_events=True
+        )
+        assert await storage.audit.trail(thread_id) == []
+        entry = await decide_symbol(runs, scan, "ETH/USDT", CLOCK)
+        assert entry.decision == "BUY" and await decisions(runs, thread_id) == 1
+
+        def steps(trail):
+            # Which node wrote what (another symbol's verdicts may differ; the sections each step changed do not).
+            return Counter((r.node, r.event, r.verdict if r.event == "STATE_CHANGE" else "") for r in trail if r.event != "PROGRESS")
+
+        restored, whole = await storage.audit.trail(thread_id), await storage.audit.trail(reference.thread_id)
+        assert steps(restored) == steps(whole)  # every step's rows, none twice
+        history = {info.checkpoint_id for info in await runs.history(thread_id)}
+        assert {r.checkpoint_id for r in restored} <= history
+        assert (await storage.audit.verify()).intact
+
+
 async def test_deciding_again_never_decides_twice(backend_settings: Settings) -> None:
     """A symbol delivered again (a worker died after deciding, or mid-way) ends with one decision and one order."""
     async with open_storage(backend_settings) as storage:
