@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
@@ -36,8 +36,8 @@ class Strategy:
     regimes: tuple[str, ...]
     # frame with indicator columns -> frame of SIGNAL_COLUMNS, one row per candle
     evaluate: Callable[[pd.DataFrame], pd.DataFrame]
-    # (indicator row, signal row) of the last candle -> the evidence in words
-    explain: Callable[[pd.Series, pd.Series], str]
+    # (indicator row, signal row of the last candle: a Series or a mapping of its float values) -> the evidence in words
+    explain: Callable[[pd.Series, Mapping[str, float]], str]
     # Shadow versions run beside the live one: their signals are recorded, not counted.
     shadow: bool = False
 
@@ -114,11 +114,22 @@ def signal_frame(
     confidence = np.where(acting, np.asarray(confidence, dtype=float), 0.0)
     stop = np.where(acting, np.asarray(stop, dtype=float), close)
     target = np.where(acting, np.asarray(target, dtype=float), close)
+    arrays = [direction, zero_nan(confidence), stop, target]
     # Positional keys, then the one shared column Index: inferring a string Index from the keys
     # (and hashing it at the first lookup) would cost more than the rest of the frame.
-    frame = pd.DataFrame({0: direction, 1: zero_nan(confidence), 2: stop, 3: target}, index=index)
+    frame = pd.DataFrame(dict(enumerate(arrays)), index=index)
     frame.columns = _SIGNAL_INDEX
     return frame
+
+
+def select(conditions: list[np.ndarray], choices: list[Values | float], default: float) -> np.ndarray:
+    """`np.select` as nested `np.where`: the first true condition picks, as in select, at a fraction of its
+    ~15 µs per-call overhead (the strategies call it a few times per run). Same dtype: int choices stay int.
+    """
+    out: np.ndarray | float = default
+    for condition, choice in zip(reversed(conditions), reversed(choices), strict=True):
+        out = np.where(condition, choice, out)
+    return np.asarray(out)
 
 
 @cache

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nodes.strategies import Strategy, clip01, columns, rolling, shift, signal_frame, trailing_count, zero_nan
+from nodes.strategies import Strategy, clip01, columns, rolling, select, shift, signal_frame, trailing_count, zero_nan
 
 RANGE_BARS = 20
 # A squeeze: band width in the lowest SQUEEZE_PCT of its last WIDTH_WINDOW values...
@@ -48,23 +50,23 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     height, middle = top - bottom, (top + bottom) / 2
     long = squeezed & (close > top)
     short = squeezed & (close < bottom)
-    direction = np.select([long, short], [1, -1], 0)
+    direction = select([long, short], [1, -1], 0)
     # Stop: the range's midpoint or 1.5 ATR, whichever is closer to the entry.
-    stop = np.select([long, short], [np.maximum(middle, close - STOP_ATR * atr), np.minimum(middle, close + STOP_ATR * atr)], np.nan)
+    stop = select([long, short], [np.maximum(middle, close - STOP_ATR * atr), np.minimum(middle, close + STOP_ATR * atr)], np.nan)
     risk = np.abs(close - stop)
     # Target: the range height projected from the broken edge, and never less than MIN_REWARD_RISK.
-    projected = np.select([long, short], [top + height, bottom - height], np.nan)
+    projected = select([long, short], [top + height, bottom - height], np.nan)
     floor = close + direction * MIN_REWARD_RISK * risk
     with np.errstate(invalid="ignore"):
         target = np.where(direction * (projected - floor) >= 0, projected, floor)
     with np.errstate(divide="ignore", invalid="ignore"):
-        strength = np.select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0)
+        strength = select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0)
     tightness = clip01(1 - tightest / SQUEEZE_PCT)
     confidence = 0.4 + 0.3 * clip01(zero_nan(strength)) + 0.3 * zero_nan(tightness)
     return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return (
             f"no squeeze breakout: close {row['close']:.6g}, Bollinger width {row['bb_width']:.4f} "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, diff, shift, signal_frame, zero_nan
+from nodes.strategies import Strategy, clip01, columns, diff, select, shift, signal_frame, zero_nan
 
 SLOPE_BARS = 10
 # The low may stop short of the EMA by this many ATRs and still count as a touch.
@@ -30,20 +32,20 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     came_up = shift(high, 1) < shift(touch_high, 1)
     long = up & came_down & (low <= touch_low) & (low >= fast - MAX_PIERCE_ATR * atr) & (close > fast)
     short = down & came_up & (high >= touch_high) & (high <= fast + MAX_PIERCE_ATR * atr) & (close < fast)
-    direction = np.select([long, short], [1, -1], 0)
+    direction = select([long, short], [1, -1], 0)
     # Stop beyond the wick that touched the EMA, target REWARD_RISK times that risk.
-    stop = np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
+    stop = select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
     risk = np.abs(close - stop)
     span = np.where(high > low, high - low, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         # Rejection: how far the close came back from the touching wick, as a share of the candle's range.
-        rejection = np.select([long, short], [(close - low) / span, (high - close) / span], 0.0)
+        rejection = select([long, short], [(close - low) / span, (high - close) / span], 0.0)
     trend_strength = clip01((adx - MIN_ADX) / 30)
     confidence = 0.4 + 0.3 * zero_nan(trend_strength) + 0.3 * clip01(zero_nan(rejection))
     return signal_frame(direction, confidence, stop, close + direction * REWARD_RISK * risk, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return (
             f"no EMA bounce: low {row['low']:.6g} / high {row['high']:.6g} vs EMA20 {row['ema_fast']:.6g} "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, diff, signal_frame
+from nodes.strategies import Strategy, clip01, columns, diff, select, signal_frame
 
 MIN_ADX = 20.0
 SLOPE_BARS = 10
@@ -18,7 +20,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     slope = diff(slow, SLOPE_BARS)
     long = (fast > slow) & (close > fast) & (adx >= MIN_ADX) & (slope > 0)
     short = (fast < slow) & (close < fast) & (adx >= MIN_ADX) & (slope < 0)
-    direction = np.select([long, short], [1, -1], 0)
+    direction = select([long, short], [1, -1], 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         trend_strength = clip01((adx - MIN_ADX) / 30)
         # EMA separation measured in ATRs, so it means the same on every price scale.
@@ -28,7 +30,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return f"no aligned trend (EMA20 {row['ema_fast']:.6g} vs EMA50 {row['ema_slow']:.6g}, ADX {row['adx']:.1f})"
     side = "above" if signal["direction"] > 0 else "below"

@@ -11,11 +11,13 @@ reference in this project, so none is used.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import talib
 
-from nodes.strategies import Strategy, clip01, columns, diff, rolling, shift, signal_frame, zero_nan
+from nodes.strategies import Strategy, clip01, columns, diff, rolling, select, shift, signal_frame, zero_nan
 
 FAST, SLOW, SIGNAL = 12, 26, 9
 CYCLE_BARS = 10
@@ -45,17 +47,17 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     rsi_change = diff(rsi, RSI_RISING_BARS)
     long = (hist > 0) & (before <= 0) & (trough <= -SWING_ATR) & (rsi > RSI_MID) & (rsi_change > 0)
     short = (hist < 0) & (before >= 0) & (peak >= SWING_ATR) & (rsi < RSI_MID) & (rsi_change < 0)
-    direction = np.select([long, short], [1, -1], 0)
+    direction = select([long, short], [1, -1], 0)
     # Evidence: how far RSI is past 50, and how deep the swing that just turned was (both price-scale free).
     rsi_push = clip01(np.abs(rsi - RSI_MID) / 20)
-    swing = np.select([long, short], [-trough, peak], 0.0)
+    swing = select([long, short], [-trough, peak], 0.0)
     depth = clip01(swing / (4 * SWING_ATR))
     confidence = 0.4 + 0.3 * zero_nan(rsi_push) + 0.3 * zero_nan(depth)
     stop, target = close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr
     return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return f"no momentum turn on this candle: RSI {row['rsi']:.1f}, close {row['close']:.6g}, ATR {row['atr']:.6g}"
     side, way = ("above", "rising") if signal["direction"] > 0 else ("below", "falling")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, signal_frame
+from nodes.strategies import Strategy, clip01, columns, select, signal_frame
 
 OVERSOLD = 30.0
 OVERBOUGHT = 70.0
@@ -19,13 +20,13 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     calm = adx < MAX_ADX
     long = calm & (rsi < OVERSOLD) & (close < lower)
     short = calm & (rsi > OVERBOUGHT) & (close > upper)
-    direction = np.select([long, short], [1, -1], 0)
-    extremity = clip01(np.select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0))
+    direction = select([long, short], [1, -1], 0)
+    extremity = clip01(select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0))
     confidence = 0.4 + 0.6 * extremity
     return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, mid, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return (
             f"no fade: needs ADX < {MAX_ADX:.0f} (is {row['adx']:.1f}), RSI beyond {OVERSOLD:.0f}/{OVERBOUGHT:.0f} "

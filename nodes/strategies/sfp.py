@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, shift, signal_frame, zero_nan
-from tools.pivots import Pivot, swing_pivots
+from nodes.strategies import (
+    Strategy,
+    clip01,
+    columns,
+    select,
+    shift,
+    signal_frame,
+    zero_nan,
+)
+from tools.pivots import PivotRows, pivot_rows
 
 # Three candles each side: width-2 pivots are every minor wiggle, and their sweeps are noise.
 PIVOT_WIDTH = 3
@@ -17,15 +27,30 @@ REWARD_RISK = 2.0
 
 
 def _running_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """`groupby(segment).cummax()` for contiguous segments beginning at `starts`: NaN skipped, kept NaN."""
-    out = np.empty(len(values))
-    for begin, end in zip(starts, [*starts[1:], len(values)], strict=True):
-        out[begin:end] = np.fmax.accumulate(values[begin:end])
-    out[np.isnan(values)] = np.nan
+    """`groupby(segment).cummax()` for contiguous segments beginning at `starts` (0 first): NaN skipped, kept NaN.
+
+    One accumulate over ranks instead of one per segment (dozens of small numpy calls): each segment's
+    ranks are lifted above every earlier segment's, so a whole-array running max never crosses a
+    boundary. A max is one of its inputs, so mapping ranks back gives fmax.accumulate's floats exactly.
+    """
+    n = len(values)
+    if n == 0:
+        return np.empty(0)
+    order = np.argsort(values, kind="stable")  # NaNs sort last; their rank is replaced below
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    missing = np.isnan(values)
+    rank[missing] = -1  # below every value of its segment: skipped, as fmax skips NaN
+    boundary = np.zeros(n, dtype=np.int64)
+    boundary[starts] = 1
+    lift = (np.cumsum(boundary) - 1) * (n + 1)
+    running = np.maximum.accumulate(rank + lift) - lift  # -1: no value yet in this segment
+    out = values[order][np.maximum(running, 0)]
+    out[(running < 0) | missing] = np.nan
     return out
 
 
-def _swing_levels(pivots: list[Pivot], price: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def _swing_levels(pivots: PivotRows, price: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Last swing of `kind` known before each candle, and whether no candle has traded through it since.
 
     A pivot at row p is confirmed at row p + PIVOT_WIDTH; the level is used from the candle after that.
@@ -33,7 +58,8 @@ def _swing_levels(pivots: list[Pivot], price: np.ndarray, kind: str) -> tuple[np
     """
     n = len(price)
     confirmed = np.full(n, np.nan)
-    confirmed[[p.position + PIVOT_WIDTH for p in pivots if p.kind == kind]] = [p.price for p in pivots if p.kind == kind]
+    mine = pivots.is_high if kind == "high" else ~pivots.is_high
+    confirmed[pivots.positions[mine] + PIVOT_WIDTH] = pivots.prices[mine]
     at = np.flatnonzero(~np.isnan(confirmed))
     # The last confirmed level at each row (a forward fill), known from the row after its confirmation.
     filled = np.full(n, np.nan)
@@ -41,7 +67,8 @@ def _swing_levels(pivots: list[Pivot], price: np.ndarray, kind: str) -> tuple[np
         filled[at[0] :] = confirmed[at[np.searchsorted(at, np.arange(at[0], n), side="right") - 1]]
     known = shift(filled, 1)
     # Segments start at each confirmation's next row; the most extreme price traded since, before this candle.
-    starts = np.unique(np.concatenate(([0], at[at + 1 < n] + 1)))
+    # `at` is ascending and unique, so these starts are too (np.unique would only re-sort them).
+    starts = np.concatenate(([0], at[at + 1 < n] + 1))
     extreme = _running_max(price, starts)
     since = shift(extreme, 1)
     since[starts] = np.nan
@@ -52,29 +79,30 @@ def _swing_levels(pivots: list[Pivot], price: np.ndarray, kind: str) -> tuple[np
 
 def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     high, low, close, atr, adx = columns(frame, "high", "low", "close", "atr", "adx")
-    pivots = swing_pivots(frame["high"], frame["low"], PIVOT_WIDTH)
+    # Pivot rows as arrays: the Pivot objects (and their times) of `swing_pivots` were a third of this strategy.
+    pivots = pivot_rows(high, low, PIVOT_WIDTH)
     swing_high, fresh_high = _swing_levels(pivots, high, "high")
     swing_low, fresh_low = _swing_levels(pivots, -low, "low")
     calm = adx < MAX_ADX
     short = calm & fresh_high & (high > swing_high) & (close < swing_high)
     long = calm & fresh_low & (low < swing_low) & (close > swing_low)
-    direction = np.select([long, short], [1, -1], 0)
-    stop = np.select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
+    direction = select([long, short], [1, -1], 0)
+    stop = select([long, short], [low - STOP_PAD_ATR * atr, high + STOP_PAD_ATR * atr], np.nan)
     risk = np.abs(close - stop)
     # Target the opposite swing when it is at least 1R away on the winning side, else 2R.
-    opposite = np.select([long, short], [swing_high, swing_low], np.nan)
+    opposite = select([long, short], [swing_high, swing_low], np.nan)
     reward = direction * (opposite - close)
     with np.errstate(invalid="ignore"):
         target = np.where(~(reward >= risk), close + direction * REWARD_RISK * risk, opposite)
     span = np.where(high > low, high - low, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rejection = np.select([long, short], [(close - low) / span, (high - close) / span], 0.0)
+        rejection = select([long, short], [(close - low) / span, (high - close) / span], 0.0)
     calmness = clip01((MAX_ADX - adx) / 15)
     confidence = 0.4 + 0.3 * clip01(zero_nan(rejection)) + 0.3 * zero_nan(calmness)
     return signal_frame(direction, confidence, stop, target, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return (
             f"no swing failure: high {row['high']:.6g} / low {row['low']:.6g}, close {row['close']:.6g}, "

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import talib
 
-from nodes.strategies import Strategy, clip01, columns, shift, signal_frame, zero_nan
+from nodes.strategies import (
+    Strategy,
+    clip01,
+    columns,
+    select,
+    shift,
+    signal_frame,
+    zero_nan,
+)
 
 LENGTH = 10
 MULTIPLIER = 3.0
@@ -73,7 +83,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     # The line must exist and sit on the losing side of the close, or there is no stop to trade against.
     long = trending & (trend == 1) & (line < close)
     short = trending & (trend == -1) & (line > close)
-    direction = np.select([long, short], [1, -1], 0)
+    direction = select([long, short], [1, -1], 0)
     strength = clip01((adx - MIN_ADX) / 30)
     settled = clip01(held_bars(trend) / SETTLED_BARS)
     confidence = 0.4 + 0.35 * zero_nan(strength) + 0.25 * zero_nan(settled)
@@ -81,7 +91,7 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     return signal_frame(direction, confidence, line, target, close, frame.index)
 
 
-def explain(row: pd.Series, signal: pd.Series) -> str:
+def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
     if signal["direction"] == 0:
         return f"no confirmed Supertrend trend: ADX {row['adx']:.1f} (needs ≥ {MIN_ADX:.0f}), close {row['close']:.6g}"
     side = "up" if signal["direction"] > 0 else "down"
