@@ -280,10 +280,12 @@ class Lifecycles:
         stamped: list[AuditRecord] = []
         seen = _StreamEnd()
 
-        async def flush(checkpoint_id: str | None, *, last: bool = True) -> None:
+        def stamp(checkpoint_id: str | None) -> None:
             stamped.extend(r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered)
             buffered.clear()
-            if stamped and last:
+
+        async def write() -> None:
+            if stamped:
                 await self.storage.audit.append(stamped)
                 stamped.clear()
                 self._notify(thread_id)
@@ -315,7 +317,9 @@ class Lifecycles:
                     buffered.append(progress_record(thread_id, chunk))
                 else:  # the checkpoint that holds the updates streamed before it
                     seen.checkpoint_id = chunk["config"]["configurable"]["checkpoint_id"]
-                    await flush(seen.checkpoint_id, last=not batch_events)
+                    stamp(seen.checkpoint_id)
+                    if not batch_events:
+                        await write()
             finished = True
             if stop_before and seen.stopped:
                 buffered.clear()  # stopped where the caller asked: it re-runs or continues the thread itself
@@ -328,9 +332,8 @@ class Lifecycles:
             # Whatever the run got to before an error is recorded too; the last checkpoint is its best anchor.
             if buffered:
                 exit_write = durability == "exit" or not finished
-                await flush(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
-            elif stamped:
-                await flush(None)  # nothing unstamped is left: the batch goes as stamped
+                stamp(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
+            await write()
         # LangGraph streams the values it starts from too, so this read back is only a safety net.
         outcome = seen.outcome(thread_id) if seen.values else await self.outcome(thread_id)
         await self._track_pending(thread_id, outcome)
