@@ -2,14 +2,16 @@
 
 Every symbol of a scan runs in two passes on its own thread:
 
-1. **Screen** with `durability="exit"`, stopped ahead of verification. Most symbols end
-   here with a HOLD: their thread keeps one checkpoint, the final state (every section,
-   the decision, the audit events), at a fraction of the cost of per-step checkpoints.
-2. **Commit**, only when the consensus was actionable: the screen's thread is deleted and
-   the lifecycle runs again from its input with per-step checkpoints (`durability="async"`),
-   so every symbol that ends with a trade proposal has a fully replayable history. The
-   analysis nodes hand their writes from the first pass to the second through LangGraph's
-   node cache (tools/screen_cache.py), so the second pass runs only the decision nodes.
+1. **Screen** with `durability="exit"`, stopped ahead of the approval. Most symbols end
+   here with a HOLD (no consensus, or verification held) or a REJECT (risk): their thread
+   keeps one checkpoint, the final state (every section, the decision, the audit events),
+   at a fraction of the cost of per-step checkpoints.
+2. **Commit**, only for a trade proposal (risk sized an order): the screen's thread is
+   deleted and the lifecycle runs again from its input with per-step checkpoints
+   (`durability="async"`), so every symbol that ends with a trade proposal has a fully
+   replayable history. The analysis and verification nodes hand their writes from the
+   first pass to the second through LangGraph's node cache (tools/screen_cache.py); risk
+   reads the book again, just before the approval and the order.
 
 Deciding is idempotent: a symbol delivered again (a worker died, a message was
 redelivered) finds its thread and returns the decision already made, continues a
@@ -32,7 +34,7 @@ from state.scan import ScanEntry, ScanRequest, ScanSummary
 from tools.market_data import MarketDataSource
 from tools.scan import GovernorWatch, ScanServices, SymbolDispatcher, entry_from_values, scan_thread_id
 
-SCREEN_STOP = ["verify"]
+SCREEN_STOP = ["approval"]  # a screen that gets here has a trade proposal
 WORKER = f"{os.getpid()}@{socket.gethostname()}"
 
 
@@ -56,7 +58,7 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
             return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
         if previous.values:
             await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
-        with runs.screen_cache.scope():  # the commit pass reuses the screen's analysis
+        with runs.screen_cache.scope():  # the commit pass reuses the screen's analysis and verification
             outcome = await runs.start(
                 request, thread_id=thread_id, durability="exit", metadata={**metadata, "scan_phase": "screen"}, stop_before=SCREEN_STOP
             )

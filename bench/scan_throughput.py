@@ -6,7 +6,7 @@ Per size: wall seconds, symbols per second, CPU milliseconds per symbol (the wor
 processes, this coordinating process, the PostgreSQL server), per-symbol decision latency (p50 / p95,
 measured in the worker from dispatch to decision), peak memory (the coordinator plus
 every worker, summed peak RSS), checkpoint bytes per symbol and how many symbols were
-re-run with per-step checkpoints (actionable consensus). All six timeframes, every
+re-run with per-step checkpoints (trade proposals). All six timeframes, every
 strategy, no LLM, paper broker, observe approval. Each size gets a scratch database;
 worker start-up (imports, storage) is excluded and reported once.
 
@@ -116,7 +116,8 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
             "p95_ms": percentile(latencies, 0.95),
             "peak_mib": memory,
             "ckpt_bytes": size / max(1, len(threads)),
-            "committed": sum(1 for e in entries if e.actionable),
+            # Trade proposals: they reached the approval (paused there, or decided at it or at execution).
+            "committed": sum(1 for e in entries if e.status == "paused" or e.stage in ("approval", "execute")),
             "failed": sum(1 for e in entries if e.status not in ("decided", "paused")),
             **{f"cpu_{k}": v for k, v in cpu.items()},
         }

@@ -48,8 +48,9 @@ from tools.screen_cache import screen_key
 FEATURE_NODES = ["regime", "structure", "key_levels", "volume", "alt_data"]
 LEVEL_NODES = ["support_resistance", "fibonacci", "anchored_vwap"]
 RECURSION_LIMIT = 64
-# Everything a scan's screening pass runs (it stops ahead of verify): what a node cache may hand on.
-DECISION_NODES = {"verify", "risk", "approval", "execute", "audit"}
+# Nodes that read or change the book, the operator's queue or the trail always run; everything a
+# scan's screen computed before them (analysis, verification) a node cache may hand on.
+ACTING_NODES = {"risk", "approval", "execute", "audit"}
 
 
 # Routers are coroutines: in an async run LangGraph hands a plain function to a thread pool, and
@@ -81,7 +82,7 @@ def build_graph(
     cache: BaseCache | None = None,
     **compile_options: Any,
 ) -> CompiledStateGraph:
-    """`cache` serves the analysis nodes (never the decision nodes); see tools/screen_cache.py."""
+    """`cache` serves the analysis and verification nodes (never the acting ones); see tools/screen_cache.py."""
     builder = StateGraph(AnalysisState, context_schema=context_schema)
     analysis_cache = CachePolicy(key_func=screen_key) if cache is not None else None
     for name, node in [
@@ -106,7 +107,7 @@ def build_graph(
         ("execute", execute),
         ("audit", audit),
     ]:
-        builder.add_node(name, node, cache_policy=None if name in DECISION_NODES else analysis_cache)
+        builder.add_node(name, node, cache_policy=None if name in ACTING_NODES else analysis_cache)
 
     builder.add_edge(START, "sanity")
     builder.add_conditional_edges("sanity", unless_decided("market_data"), ["market_data", "audit"])

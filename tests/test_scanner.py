@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from api.runs import Lifecycles
-from api.scan import InProcessDispatcher, Scans, decide_symbol
+from api.scan import SCREEN_STOP, InProcessDispatcher, Scans, decide_symbol
 from graphs.scanner import graph as served_scanner
 from state import Settings
 from state.scan import ScanEntry, ScanRequest
@@ -107,6 +107,13 @@ async def test_proposals_keep_every_step_and_holds_keep_one_checkpoint(backend_s
         }
         assert len([p for p in await storage.ledger.positions() if p.thread_id == buy.thread_id]) == 1
 
+        # Actionable consensus that risk refuses (the desk is halted) is no trade proposal: no second pass.
+        await Governor(storage.ledger, storage.audit).halt("drawdown alarm", "erin", runs.hub.brokers())
+        scan = ScanRequest(scan_id="halted", symbols=["SOL/USDT"], scenario="uptrend", as_of=CLOCK)
+        refused = await decide_symbol(runs, scan, "SOL/USDT", CLOCK)
+        assert refused.actionable and refused.decision == "REJECT" and refused.stage == "risk"
+        assert await checkpoints(runs, refused.thread_id) == 1 and await decisions(runs, refused.thread_id) == 1
+
 
 async def test_the_commit_pass_takes_the_screens_analysis_and_a_replay_runs_it_again(backend_settings: Settings, monkeypatch) -> None:
     """The analysis of an actionable symbol runs once per decision; its thread still replays every node for real."""
@@ -193,10 +200,10 @@ async def test_deciding_again_never_decides_twice(backend_settings: Settings) ->
         assert resumed.decision == "BUY" and await checkpoints(runs, thread_id) > steps_before
         assert await decisions(runs, thread_id) == 1
 
-        # A screen that stopped before verification but never committed is screened again from scratch.
+        # A screen that stopped before the approval but never committed is screened again from scratch.
         thread_id = scan_thread_id("again", "SOL/USDT")
         request = make_request(backend_settings, "SOL/USDT", scenario="uptrend", as_of=CLOCK)
-        await runs.start(request, thread_id=thread_id, durability="exit", metadata={"scan_phase": "screen"}, stop_before=["verify"])
+        await runs.start(request, thread_id=thread_id, durability="exit", metadata={"scan_phase": "screen"}, stop_before=SCREEN_STOP)
         redone = await decide_symbol(runs, scan, "SOL/USDT", CLOCK)
         assert redone.decision == "BUY" and await decisions(runs, thread_id) == 1
         trail = await storage.audit.trail(thread_id)
