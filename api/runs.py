@@ -85,12 +85,17 @@ class _StreamEnd:
             self.stopped = self.stopped or not chunk["__interrupt__"]
 
     def outcome(self, thread_id: str) -> RunOutcome:
-        values = {key: value for key, value in self.values.items() if key != "__interrupt__"}
-        if not values:
-            raise RunNotFound(f"no run with thread id {thread_id!r}")
-        first = self.interrupts[0] if self.interrupts else None
-        pending = PendingApproval(interrupt_id=first.id, proposal=first.value) if first else None
-        return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
+        return outcome_from(thread_id, {k: v for k, v in self.values.items() if k != "__interrupt__"}, self.interrupts)
+
+
+def outcome_from(thread_id: str, values: Any, interrupts: tuple[Any, ...]) -> RunOutcome:
+    """A run's outcome from its state values and pending interrupts (the first is the one to answer)."""
+    if not values:
+        raise RunNotFound(f"no run with thread id {thread_id!r}")
+    first = interrupts[0] if interrupts else None
+    pending = PendingApproval(interrupt_id=first.id, proposal=first.value) if first else None
+    values = dict(values)
+    return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
 
 
 def new_thread_id(symbol: str) -> str:
@@ -157,14 +162,7 @@ class Lifecycles:
 
     @staticmethod
     def _outcome_of(thread_id: str, snapshot: Any) -> RunOutcome:
-        if not snapshot.values:
-            raise RunNotFound(f"no run with thread id {thread_id!r}")
-        pending = None
-        if snapshot.interrupts:
-            first = snapshot.interrupts[0]
-            pending = PendingApproval(interrupt_id=first.id, proposal=first.value)
-        values = dict(snapshot.values)
-        return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
+        return outcome_from(thread_id, snapshot.values, snapshot.interrupts)
 
     async def waiting(self, thread_id: str, interrupt_id: str | None = None) -> RunOutcome:
         """The run, if it waits at an approval (and at `interrupt_id`, when one is named); else NotPending."""

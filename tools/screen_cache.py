@@ -1,9 +1,9 @@
 """What a scan's screening pass computed, handed to the same symbol's commit pass through LangGraph's node cache.
 
-A scan screens every symbol without per-step checkpoints and re-runs only the actionable
-ones with them (see `api/scan.py`). Both passes see the same request, clock and candles,
-so the analysis nodes would compute the same sections twice. With this cache the commit
-pass takes the screen's writes instead: LangGraph records them in the thread's checkpoints
+A scan screens every symbol without per-step checkpoints and re-runs only its trade
+proposals with them (see `api/scan.py`). Both passes see the same request, clock and
+candles, so the analysis and verification nodes would compute the same sections twice.
+With this cache the commit pass takes the screen's writes instead: LangGraph records them in the thread's checkpoints
 exactly as if the nodes had run, so the thread is as replayable as before, and a replay
 (outside any scope) runs every node for real.
 
