@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.types import Command
@@ -24,6 +24,7 @@ from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, R
 from tools.context import ServiceHub, Services
 from tools.llm import make_chat_model
 from tools.audit_log import AuditRecord
+from tools.database import Session
 from tools.screen_cache import ScreenCache
 from tools.storage import Storage
 from tools.requests import make_request  # noqa: F401  re-exported: surfaces build requests through here
@@ -145,17 +146,20 @@ class Lifecycles:
         metadata: dict[str, Any] | None = None,
         stop_before: list[str] | None = None,
         batch_events: bool = False,
+        claimed: bool = False,
     ) -> RunOutcome:
         """Run a new thread. `stop_before` pauses it ahead of those nodes (a scan's screening pass) and
         then leaves no events behind: the caller either continues the thread or deletes and re-runs it.
         `batch_events` writes the run's audit rows once at its end, each still under its own step's
         checkpoint: for runs nobody watches live (a scan's symbols); `backfill_events` restores them
-        from the checkpoints should the process die before."""
+        from the checkpoints should the process die before. `claimed`: the caller has just written the
+        thread's first run row (a scan claims a symbol's thread before it decides it)."""
         thread_id = thread_id or new_thread_id(request.symbol)
         # The clock is fixed before the first node, so every replay of this thread sees the same moment.
         request = request.model_copy(update={"as_of": await self.hub.clock_for(request)})
         config = {**self._config(thread_id), "metadata": metadata or {}}
-        return await self._drive({"request": request}, config, services or self.services_for(request), durability, stop_before, batch_events)
+        services = services or self.services_for(request)
+        return await self._drive({"request": request}, config, services, durability, stop_before, batch_events, claimed)
 
     async def outcome(self, thread_id: str) -> RunOutcome:
         return self._outcome_of(thread_id, await self.graph.aget_state(self._config(thread_id)))
@@ -264,6 +268,7 @@ class Lifecycles:
         durability: str = "async",
         stop_before: list[str] | None = None,
         batch_events: bool = False,
+        claimed: bool = False,
     ) -> RunOutcome:
         """Run the graph as a stream, writing each step's events to the audit table under its checkpoint.
 
@@ -282,14 +287,18 @@ class Lifecycles:
             stamped.extend(r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered)
             buffered.clear()
 
-        async def write() -> None:
-            if stamped:
-                await self.storage.audit.append(stamped)
+        async def write(closing: Callable[[Session], Awaitable[None]] | None = None) -> None:
+            if stamped or closing:
+                await self.storage.audit.append(stamped, then=closing)
                 stamped.clear()
                 self._notify(thread_id)
 
+        # A thread's first run row means nothing of it was recorded before: no approval to clear at its end.
+        first_run = claimed
         if graph_input is not None and not isinstance(graph_input, Command):
-            await self.storage.ledger.run_started(thread_id, graph_input["request"].symbol, config.get("metadata", {}).get("parent_thread_id"))
+            if not claimed:
+                parent = config.get("metadata", {}).get("parent_thread_id")
+                first_run = await self.storage.ledger.run_started(thread_id, graph_input["request"].symbol, parent)
         else:
             await self.storage.ledger.run_status(thread_id, "running")
         self._notify(thread_id)
@@ -331,11 +340,19 @@ class Lifecycles:
             if buffered:
                 exit_write = durability == "exit" or not finished
                 stamp(await self.storage.last_checkpoint_id(thread_id) if exit_write else seen.checkpoint_id)
+            if not finished:
+                await write()
+        try:
+            # LangGraph streams the values it starts from too, so this read back is only a safety net.
+            outcome = seen.outcome(thread_id) if seen.values else await self.outcome(thread_id)
+        except BaseException:
             await write()
-        # LangGraph streams the values it starts from too, so this read back is only a safety net.
-        outcome = seen.outcome(thread_id) if seen.values else await self.outcome(thread_id)
-        await self._track_pending(thread_id, outcome)
-        self._notify(thread_id)
+            raise
+
+        async def close(session: Session) -> None:
+            await self._track_pending(thread_id, outcome, first_run=first_run, session=session)
+
+        await write(close)  # the run's last events and its status commit together
         return outcome
 
     def _time_task(self, chunk: dict[str, Any], started: dict[str, float]) -> None:
@@ -350,18 +367,22 @@ class Lifecycles:
         for listener in list(self.listeners):
             listener(thread_id)
 
-    async def _track_pending(self, thread_id: str, outcome: RunOutcome | None = None) -> None:
+    async def _track_pending(
+        self, thread_id: str, outcome: RunOutcome | None = None, *, first_run: bool = False, session: Session | None = None
+    ) -> None:
+        ledger = self.storage.ledger
         outcome = outcome or await self.outcome(thread_id)
         if outcome.pending is None:
-            await self.storage.ledger.clear_pending(thread_id)
+            if not first_run:
+                await ledger.clear_pending(thread_id, session=session)
             decision = outcome.decision
-            await self.storage.ledger.run_status(thread_id, "done", decision.action if decision else None, decision.reason if decision else None)
+            reason = decision.reason if decision else None
+            await ledger.run_status(thread_id, "done", decision.action if decision else None, reason, session=session)
             return
         proposal = ApprovalRequest.model_validate(outcome.pending.proposal)
-        await self.storage.ledger.set_pending(
-            thread_id, outcome.pending.interrupt_id, proposal.symbol, proposal.expires_at, json.dumps(outcome.pending.proposal)
-        )
-        await self.storage.ledger.run_status(thread_id, "paused", None, "waiting for approval")
+        pending = outcome.pending
+        await ledger.set_pending(thread_id, pending.interrupt_id, proposal.symbol, proposal.expires_at, json.dumps(pending.proposal), session=session)
+        await ledger.run_status(thread_id, "paused", None, "waiting for approval", session=session)
 
     async def pending_approvals(self) -> list[dict[str, Any]]:
         return [{**row, "proposal": json.loads(str(row["proposal"]))} for row in await self.storage.ledger.pending()]

@@ -45,23 +45,13 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
     try:
         request = make_request(runs.settings, symbol, **{**scan.run_options(), "as_of": as_of})
         metadata = {"scan_id": scan.scan_id, "worker": WORKER}
-        config = {"configurable": {"thread_id": thread_id}}
-        previous = await runs.graph.aget_state(config)
-        if previous.values and (not previous.next or previous.interrupts):
-            await runs.settle(thread_id)  # decided before; a worker killed right after may have left its record short
-            return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)
-        if previous.values and previous.metadata.get("scan_phase") == "commit":
-            # A commit pass cut short: carry on where it stopped (its orders' ids are stable across the retry),
-            # after writing the events of the steps it did (its rows go in at its end).
-            await runs.backfill_events(thread_id)
-            outcome = await runs.continue_run(thread_id, metadata={**metadata, "scan_phase": "commit"})
-            return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
-        if previous.values:
-            await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
+        # The run row goes in before any checkpoint: a thread that had none is new, and needs no look back.
+        claimed = await runs.storage.ledger.claim_run(thread_id, symbol)
+        if not claimed and (found := await _pick_up(runs, thread_id, symbol, metadata, started)) is not None:
+            return found
         with runs.screen_cache.scope():  # the commit pass reuses the screen's analysis and verification
-            outcome = await runs.start(
-                request, thread_id=thread_id, durability="exit", metadata={**metadata, "scan_phase": "screen"}, stop_before=SCREEN_STOP
-            )
+            screen = {**metadata, "scan_phase": "screen"}
+            outcome = await runs.start(request, thread_id=thread_id, durability="exit", metadata=screen, stop_before=SCREEN_STOP, claimed=claimed)
             if outcome.decision is None and outcome.pending is None:
                 await runs.storage.checkpointer.adelete_thread(thread_id)
                 request = outcome.values["request"]  # with the clock the screen fixed
@@ -77,6 +67,23 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
         await runs.storage.ledger.run_started(thread_id, symbol, status="failed")  # there may be no row yet
         await runs.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
         return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500], worker=WORKER)
+
+
+async def _pick_up(runs: Lifecycles, thread_id: str, symbol: str, metadata: dict[str, Any], started: float) -> ScanEntry | None:
+    """The entry of a symbol this scan reached before (a redelivery), or None once its thread is clear to screen."""
+    previous = await runs.graph.aget_state({"configurable": {"thread_id": thread_id}})
+    if previous.values and (not previous.next or previous.interrupts):
+        await runs.settle(thread_id)  # decided before; a worker killed right after may have left its record short
+        return _entry(symbol, thread_id, previous.values, bool(previous.interrupts), started)
+    if previous.values and previous.metadata.get("scan_phase") == "commit":
+        # A commit pass cut short: carry on where it stopped (its orders' ids are stable across the retry),
+        # after writing the events of the steps it did (its rows go in at its end).
+        await runs.backfill_events(thread_id)
+        outcome = await runs.continue_run(thread_id, metadata={**metadata, "scan_phase": "commit"})
+        return _entry(symbol, thread_id, outcome.values, outcome.pending is not None, started)
+    if previous.values:
+        await runs.storage.checkpointer.adelete_thread(thread_id)  # a screen that never committed
+    return None
 
 
 def _entry(symbol: str, thread_id: str, values: dict[str, Any], paused: bool, started: float) -> ScanEntry:

@@ -66,6 +66,24 @@ async def test_a_runs_outcome_from_its_stream_is_the_state_it_saved(backend_sett
         assert replayed.decision == streamed.decision and replayed.values == streamed.values
 
 
+@pytest.mark.postgres
+async def test_a_runs_closing_events_and_its_status_commit_together(pg_settings: Settings) -> None:
+    """A run that writes its rows at its end (exit durability: a scan's screen) ends with one commit: its
+    rows and its run row's final status (PostgreSQL's xmin names the transaction)."""
+    async with open_storage(pg_settings) as storage:
+        runs = Lifecycles(pg_settings, storage)
+        for symbol, approval, status in (("BTC/USDT", "observe", "done"), ("ETH/USDT", "always", "paused")):
+            outcome = await runs.start(make_request(pg_settings, symbol, scenario="uptrend", approval_mode=approval, as_of=CLOCK), durability="exit")
+            assert (await storage.ledger.run(outcome.thread_id))["status"] == status
+            async with await psycopg.AsyncConnection.connect(pg_settings.database_url) as conn:
+                run_tx = await (await conn.execute("SELECT xmin::text FROM aitrader_runs WHERE thread_id = %s", (outcome.thread_id,))).fetchone()
+                last = await (
+                    await conn.execute("SELECT xmin::text, node FROM aitrader_audit WHERE thread_id = %s ORDER BY seq DESC LIMIT 1", (outcome.thread_id,))
+                ).fetchone()
+            assert last[1] == ("audit" if status == "done" else "approval")
+            assert run_tx[0] == last[0]
+
+
 async def test_interrupt_and_operator_answer_are_on_the_trail(backend_settings: Settings) -> None:
     from state.sections import ApprovalResponse
 

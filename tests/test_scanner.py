@@ -208,8 +208,15 @@ async def test_deciding_again_never_decides_twice(backend_settings: Settings) ->
         assert redone.decision == "BUY" and await decisions(runs, thread_id) == 1
         trail = await storage.audit.trail(thread_id)
         assert Counter((r.node, r.event) for r in trail)[("aggregate", "SIGNAL")] == 1
+
+        # Killed between claiming the symbol's thread (its run row) and the screen's checkpoint: screened again.
+        thread_id = scan_thread_id("again", "ADA/USDT")
+        assert await storage.ledger.claim_run(thread_id, "ADA/USDT") and not await storage.ledger.claim_run(thread_id, "ADA/USDT")
+        claimed = await decide_symbol(runs, scan, "ADA/USDT", CLOCK)
+        assert claimed.status == "decided" and claimed.decision and await decisions(runs, thread_id) == 1
+        assert (await storage.ledger.run(thread_id))["status"] == "done"
         positions = Counter(p.thread_id for p in await storage.ledger.positions())
-        assert all(count == 1 for count in positions.values()) and len(positions) == 3
+        assert all(count == 1 for count in positions.values()) and len(positions) == 3 + (claimed.decision == "BUY")
 
 
 async def test_a_halt_stops_dispatching_and_running_lifecycles_hold(make_settings) -> None:

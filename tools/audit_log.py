@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.database import Database
+from tools.database import Database, Session
 
 TABLE = "aitrader_audit"
 GENESIS = "0" * 64
@@ -140,9 +140,16 @@ class AuditLog:
             for statement in [_TABLE, _INDEX, *(_POSTGRES_GUARDS if self.db.dialect == "postgres" else _SQLITE_GUARDS)]:
                 await session.execute(statement)
 
-    async def append(self, records: list[AuditRecord]) -> int:
-        """Chain the records after the newest row, in one transaction; returns the last sequence number."""
+    async def append(self, records: list[AuditRecord], *, then: Callable[[Session], Awaitable[None]] | None = None) -> int:
+        """Chain the records after the newest row, in one transaction; returns the last sequence number.
+
+        `then` writes more in the same transaction (a run's status with its closing events: one commit, and
+        the two never disagree).
+        """
         if not records:
+            if then is not None:
+                async with self.db.transaction() as session:
+                    await then(session)
             return -1
         # Serialised before the lock: other appenders wait only for the chaining and the write.
         columns = [_columns(record) for record in records]
@@ -158,6 +165,8 @@ class AuditLog:
                 rows.append((seq, *values, prev, digest))
                 prev = digest
             await session.insert_rows(TABLE, ("seq", *_FIELDS, "prev_hash", "hash"), rows)
+            if then is not None:
+                await then(session)
         for listener in list(self.listeners):
             listener(records)
         return seq

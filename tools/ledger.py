@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from state.portfolio import GovernorState, Position, PositionStatus
-from tools.database import Database, MemoryDatabase
+from tools.database import Database, MemoryDatabase, Session
 
 POSITIONS = "aitrader_positions"
 GOVERNOR = "aitrader_governor"
@@ -143,32 +143,50 @@ class Ledger:
 
     # -- pending approvals ---------------------------------------------------------------------
 
-    async def set_pending(self, thread_id: str, interrupt_id: str, symbol: str, expires_at: datetime | None, proposal: str) -> None:
-        await self.db.execute(
+    # `session`: write inside the caller's transaction (a run's closing rows commit with its audit rows).
+    async def set_pending(
+        self, thread_id: str, interrupt_id: str, symbol: str, expires_at: datetime | None, proposal: str, *, session: Session | None = None
+    ) -> None:
+        await (session or self.db).execute(
             f"INSERT INTO {APPROVALS} (thread_id, interrupt_id, symbol, expires_at, proposal) VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (thread_id) DO UPDATE SET interrupt_id = excluded.interrupt_id, expires_at = excluded.expires_at, "
             "proposal = excluded.proposal",
             (thread_id, interrupt_id, symbol, _iso(expires_at), proposal),
         )
 
-    async def clear_pending(self, thread_id: str) -> None:
-        await self.db.execute(f"DELETE FROM {APPROVALS} WHERE thread_id = %s", (thread_id,))
+    async def clear_pending(self, thread_id: str, *, session: Session | None = None) -> None:
+        await (session or self.db).execute(f"DELETE FROM {APPROVALS} WHERE thread_id = %s", (thread_id,))
 
     async def pending(self) -> list[dict[str, str | None]]:
         return await self.db.fetch(f"SELECT thread_id, interrupt_id, symbol, expires_at, proposal FROM {APPROVALS} ORDER BY expires_at")
 
     # -- runs ------------------------------------------------------------------------------------
 
-    async def run_started(self, thread_id: str, symbol: str, parent_thread_id: str | None = None, status: RunStatus = "running") -> None:
+    async def claim_run(self, thread_id: str, symbol: str, parent_thread_id: str | None = None, status: RunStatus = "running") -> bool:
+        """Write the thread's first run row; False (and nothing written) when it has one already.
+
+        The row goes in before any checkpoint of the thread, so a successful claim also says the thread is new.
+        """
         now = _iso(datetime.now(UTC))
-        await self.db.execute(
-            f"INSERT INTO {RUNS} (thread_id, symbol, status, started_at, updated_at, parent_thread_id) VALUES (%s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (thread_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
-            (thread_id, symbol, status, now, now, parent_thread_id),
+        return bool(
+            await self.db.execute(
+                f"INSERT INTO {RUNS} (thread_id, symbol, status, started_at, updated_at, parent_thread_id) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (thread_id) DO NOTHING",
+                (thread_id, symbol, status, now, now, parent_thread_id),
+            )
         )
 
-    async def run_status(self, thread_id: str, status: RunStatus, action: str | None = None, reason: str | None = None) -> None:
-        await self.db.execute(
+    async def run_started(self, thread_id: str, symbol: str, parent_thread_id: str | None = None, status: RunStatus = "running") -> bool:
+        """Record the run as started; True when this wrote the thread's first row."""
+        if await self.claim_run(thread_id, symbol, parent_thread_id, status):
+            return True
+        await self.db.execute(f"UPDATE {RUNS} SET status = %s, updated_at = %s WHERE thread_id = %s", (status, _iso(datetime.now(UTC)), thread_id))
+        return False
+
+    async def run_status(
+        self, thread_id: str, status: RunStatus, action: str | None = None, reason: str | None = None, *, session: Session | None = None
+    ) -> None:
+        await (session or self.db).execute(
             f"UPDATE {RUNS} SET status = %s, action = %s, reason = %s, updated_at = %s WHERE thread_id = %s",
             (status, action, reason, _iso(datetime.now(UTC)), thread_id),
         )
