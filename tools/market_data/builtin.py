@@ -168,15 +168,46 @@ def _log_closes(base: float, noise: list[float], runs: list[tuple[int, int, int]
     return logc
 
 
-def _natural_root(prof: Profile, weeks: int) -> Bars:
+def _natural_closes(prof: Profile, weeks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Open times, log closes and volatility multipliers of the weekly root."""
     t = GEN_S + WEEK * np.arange(weeks, dtype=np.int64)
     u = uniform(keys(prof.seed, 0, t), 3)
     runs = _regime_runs(u[:, 2])
     regimes = np.repeat([r for r, _, _ in runs], [end - first for _, first, end in runs])
     drift, mult = (np.array(col)[regimes] for col in zip(*_REGIME, strict=True))
     noise = prof.sigma * (drift + mult * gauss(u[:, :2])[:, 0])
-    logc = _log_closes(math.log(prof.base), noise.tolist(), runs)
-    return _weekly_bars(prof, t, prof.base, np.array(logc), mult)
+    return t, np.array(_log_closes(math.log(prof.base), noise.tolist(), runs)), mult
+
+
+def _natural_root(prof: Profile, weeks: int) -> Bars:
+    """The whole weekly root at once (a natural market draws it as asked: :class:`_NaturalMarket`)."""
+    t, logc, mult = _natural_closes(prof, weeks)
+    return _weekly_bars(prof, t, prof.base, logc, mult)
+
+
+class _NaturalMarket(Market):
+    """A natural market whose weekly wicks and volume are drawn for the weeks asked for, latest first.
+
+    Closes run from genesis, but a decision reads the last few hundred weeks only, and the wicks and
+    volume of the rest are most of the root's cost. A week's depend on its close, the close before
+    and its own draws alone, so drawing a run of weeks gives what drawing them all does.
+    """
+
+    def __init__(self, prof: Profile, weeks: int) -> None:
+        t, self._logc, self._mult = _natural_closes(prof, weeks)
+        super().__init__(prof, Bars(t, *(np.empty(weeks) for _ in range(5))))
+        self._drawn = weeks  # weeks from here on are drawn
+
+    def _weeks(self, reach: int, i: int, j: int) -> Bars:
+        if i < self._drawn:
+            first = min(reach, i)
+            before = max(first - 1, 0)  # the week before gives the first one's open
+            run = slice(before, self._drawn)
+            drawn = _weekly_bars(self.prof, self.root.t[run], self.prof.base, self._logc[run], self._mult[run])
+            for whole, part in zip(self.root[1:], drawn[1:], strict=True):
+                whole[first : self._drawn] = part[first - before :]
+            self._drawn = first
+        return super()._weeks(reach, i, j)
 
 
 def _override_root(prof: Profile, nat: Bars, scenario: str, seed: int) -> tuple[Bars, float]:
@@ -290,7 +321,7 @@ def _natural(symbol: str, weeks: int) -> Market:
         # whole years at a time (the series is a pure function of the week index): rarely
         # rebuilt, and a scan, building each symbol's once, computes little past its clock
         prof = _profile(symbol)
-        market = Market(prof, _natural_root(prof, -(-weeks // 52) * 52))
+        market = _NaturalMarket(prof, -(-weeks // 52) * 52)
     return remember(_NATURAL, symbol, market, 64)
 
 
@@ -306,7 +337,7 @@ def _market(symbol: str, scenario: str | None, until: int) -> Market:
     if weeks <= _OVERRIDE_WEEKS:
         raise ValueError(f"scenario data needs until after {GENESIS.date()} + {_OVERRIDE_WEEKS + 3} weeks")
     nat = _natural(symbol, weeks)
-    root, center = _override_root(nat.prof, Bars(*(x[:weeks] for x in nat.root)), scenario, digest(key))
+    root, center = _override_root(nat.prof, nat.window("1w", GEN_S, t0 - WEEK), scenario, digest(key))
     for attempt in range(_ATTEMPTS):
         seed = digest(key, attempt)
         tail = _tail(nat.prof, scenario, seed, t0, until, float(root.c[-1]), math.exp(center))
@@ -346,7 +377,7 @@ def _time_index(t: np.ndarray) -> pd.DatetimeIndex:
 def _frame(bars: Bars) -> pd.DataFrame:
     """One (5, n) block, as pandas would consolidate the columns, handed over without a copy (a dict
     of columns costs ~4x as much); the indexes are copies, so renaming one frame's leaves the rest."""
-    values = np.stack(bars[1:]).astype(np.float64, copy=False)
+    values = np.array(bars[1:], dtype=np.float64)  # (5, n) in one copy: cheaper than np.stack
     return pd.DataFrame(values.T, index=_time_index(bars.t), columns=_COLUMN_INDEX.copy(), copy=False)
 
 
