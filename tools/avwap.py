@@ -9,6 +9,7 @@ The projection lives in `tools.avwap_fit`; its public names are re-exported here
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
@@ -81,6 +82,22 @@ class Candles:
         price_volume = np.cumsum(self.typical_volume[anchor_position:])
         cum_volume = np.cumsum(self.volume[anchor_position:])
         np.divide(price_volume, cum_volume, out=out[anchor_position:], where=cum_volume > 0)
+        return out
+
+    def vwaps(self, anchor_positions: Sequence[int]) -> np.ndarray:
+        """`vwap` of each anchor position, as the rows of one array: one set of numpy calls per frame, not per anchor."""
+        n = len(self.close)
+        for position in anchor_positions:
+            if not 0 <= position < n:
+                raise ValueError(f"anchor position {position} outside a frame of {n} candles")
+        positions = np.asarray(anchor_positions, dtype=np.intp).reshape(-1, 1)
+        # Row i: the candles from anchor i on, those before it -0.0, the one number that leaves any sum it
+        # joins as it was (x + -0.0 == x, even for x = +0.0): each running sum is the one `vwap` starts at its anchor.
+        after = np.arange(n) >= positions
+        price_volume = np.where(after, self.typical_volume, -0.0).cumsum(axis=1)
+        cum_volume = np.where(after, self.volume, -0.0).cumsum(axis=1)
+        out = np.full((len(positions), n), np.nan)
+        np.divide(price_volume, cum_volume, out=out, where=cum_volume > 0)  # -0.0 before the anchor: NaN there
         return out
 
     @cached_property

@@ -133,12 +133,14 @@ def _max_likelihoods(ys: Sequence[np.ndarray]) -> list[Hyper]:
 
 @dataclass(frozen=True)
 class _Design:
-    """The y-independent kernel pieces of one fit, as sklearn's kernels compute them. Read-only."""
+    """The y-independent kernel pieces of one fit, as sklearn's kernels compute them. Read-only.
 
-    rbf: np.ndarray  # RBF(x, x)
-    linear: np.ndarray  # DotProduct(x, x)
-    cross_rbf: np.ndarray  # RBF(ahead, x)
-    cross_linear: np.ndarray  # DotProduct(ahead, x)
+    RBF(x, x) over RBF(ahead, x) in one array, DotProduct likewise: one kernel formation gives a fit
+    its training and cross kernels (the first n rows and the rest), each element as formed alone.
+    """
+
+    rbf_rows: np.ndarray  # RBF(x, x) then RBF(ahead, x): (n + horizons, n)
+    linear_rows: np.ndarray  # DotProduct(x, x) then DotProduct(ahead, x)
 
 
 @lru_cache(maxsize=160)  # (window length, length scale, horizons): 51 x 3 in practice, ~6 MB
@@ -146,12 +148,9 @@ def _design(n: int, length_scale: float, horizons: tuple[int, ...]) -> _Design:
     x = _inputs(n)
     ahead = np.asarray(horizons, dtype=float)[:, None] / WINDOW
     scaled, scaled_ahead = x / length_scale, ahead / length_scale
-    pieces = (
-        np.exp(-0.5 * (scaled - scaled.T) ** 2),
-        x @ x.T + SIGMA_0**2,
-        np.exp(-0.5 * (scaled_ahead - scaled.T) ** 2),
-        ahead @ x.T + SIGMA_0**2,
-    )
+    rbf = (np.exp(-0.5 * (scaled - scaled.T) ** 2), np.exp(-0.5 * (scaled_ahead - scaled.T) ** 2))
+    linear = (x @ x.T + SIGMA_0**2, ahead @ x.T + SIGMA_0**2)
+    pieces = (np.concatenate(rbf), np.concatenate(linear))
     for piece in pieces:
         piece.flags.writeable = False
     return _Design(*pieces)
@@ -240,13 +239,13 @@ def _solve(y: np.ndarray, h: Hyper, horizons: tuple[int, ...]) -> tuple[np.ndarr
 
     n = len(y)
     design = _design(n, h.length_scale, horizons)
-    train = _kernel(design.rbf, design.linear, h)
+    kernel = _kernel(design.rbf_rows, design.linear_rows, h)
+    train, cross = kernel[:n], kernel[n:]  # K(x, x) and K(ahead, x): C-contiguous views, as if formed apart
     diagonal = train.reshape(-1)[:: n + 1]  # a view
     diagonal += h.amplitude * h.noise  # the White term, then the jitter: sklearn adds them in this order
     diagonal += ALPHA
     factor = _lapack(dpotrf(train, lower=1, clean=1), "potrf")
     weights = _lapack(dpotrs(factor, y, lower=1), "potrs")
-    cross = _kernel(design.cross_rbf, design.cross_linear, h)
     v = _lapack(dtrtrs(factor, cross.T, lower=1), "trtrs")
     return cross @ weights, np.einsum("ij,ji->i", v.T, v)
 
