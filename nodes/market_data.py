@@ -17,20 +17,19 @@ from state import AnalysisState
 from state.sections import CandleSummary, MarketSection
 from tools.context import Services
 from tools.frames import IndicatorFrame
-from tools.indicators import MIN_CANDLES
+from tools.indicators import MIN_CANDLES, column_arrays
 from tools.market_data import MarketDataError, UnknownSymbol
+from tools.quality import open_time
 
 NODE = "market_data"
 
 
 def summarize(item: IndicatorFrame) -> CandleSummary:
     frame = item.frame
-    return CandleSummary(
-        count=len(frame),
-        first=frame.index[0].to_pydatetime(),
-        last=frame.index[-1].to_pydatetime(),
-        last_close=float(frame["close"].iloc[-1]),
-    )
+    # From the index's integers and the frame's float block: a Timestamp or a Series per value costs 10-30 µs.
+    count, first, last = len(frame), open_time(frame.index, 0), open_time(frame.index, -1)
+    (close,) = column_arrays(frame, "close")
+    return CandleSummary(count=count, first=first, last=last, last_close=float(close[-1]))
 
 
 async def market_data(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:

@@ -12,14 +12,30 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
-from tools.indicators import enrich
+from tools.indicators import enrich, enrich_values
 from tools.market_data.base import OHLCV_COLUMNS, MarketDataError, MarketDataSource
-from tools.quality import normalize
+from tools.quality import is_clean, normalize
 from tools.timeframes import last_closed_open_time
 
 FrameKey = tuple[str, str, str, datetime]
+
+
+def _in_ohlcv_order(columns: pd.Index) -> bool:
+    """`columns.tolist() == OHLCV_COLUMNS` from the Index's hash lookups: listing an Arrow string Index costs
+    ~8 µs (far more on a cold cache), a lookup ~0.6. Five unique columns found at 0..4 are exactly those."""
+    if len(columns) != len(OHLCV_COLUMNS) or not columns.is_unique:
+        return False
+    for expected, name in enumerate(OHLCV_COLUMNS):
+        try:
+            position = columns.get_loc(name)
+        except (KeyError, TypeError, ValueError):  # missing, or labels of another kind: the general path decides
+            return False
+        if not isinstance(position, int) or position != expected:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -48,13 +64,14 @@ class FrameCache:
         self._clock_bound = clock_bound
         self._max_entries = max_entries
         self._entries: OrderedDict[FrameKey, asyncio.Future[IndicatorFrame]] = OrderedDict()
+        self._closed: dict[tuple[datetime, str], datetime] = {}
 
     @property
     def source_name(self) -> str:
         return self._source.name
 
     async def get(self, symbol: str, timeframe: str, as_of: datetime) -> IndicatorFrame:
-        key = (self._source_key, symbol, timeframe, as_of if self._clock_bound else last_closed_open_time(as_of, timeframe))
+        key = (self._source_key, symbol, timeframe, as_of if self._clock_bound else self._last_closed(as_of, timeframe))
         future = self._entries.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -79,6 +96,15 @@ class FrameCache:
             raise
         except Exception as error:  # any source failure becomes one typed error the nodes handle
             raise MarketDataError(f"{self._source.name} failed for {symbol} {timeframe}: {error}") from error
+        # A source's usual answer: OHLCV in order, all float64, sorted, no duplicates. Then the general path below
+        # (a float copy, normalize, enrich asking the frame for its dtypes) would change nothing: the indicator
+        # frame is built straight from the candles' one array, 0.15-0.4 ms less per frame.
+        if _in_ohlcv_order(raw.columns):
+            values = raw.to_numpy()
+            # float64 here means every column is a number numpy casts to float as `astype(float)` would.
+            if values.dtype == np.float64 and is_clean(raw.index):
+                frame = enrich_values(values, OHLCV_COLUMNS, raw.index, raw.attrs)
+                return IndicatorFrame(timeframe=timeframe, frame=frame, repairs=list(raw.attrs.get("repairs", [])))
         missing = [c for c in OHLCV_COLUMNS if c not in raw.columns]
         if missing:
             raise MarketDataError(f"{self._source.name} returned candles without {missing}")
@@ -88,6 +114,16 @@ class FrameCache:
         # A store-backed source repairs at ingest and reports it here, so the audit still sees it.
         repairs = list(raw.attrs.get("repairs", [])) + repairs
         return IndicatorFrame(timeframe=timeframe, frame=enrich(candles), repairs=repairs)
+
+    def _last_closed(self, as_of: datetime, timeframe: str) -> datetime:
+        # A run's nodes ask for the same few (clock, timeframe) pairs ~60 times; the key only needs an equal value.
+        pair = (as_of, timeframe)
+        closed = self._closed.get(pair)
+        if closed is None:
+            if len(self._closed) >= 4 * self._max_entries:
+                self._closed.clear()
+            closed = self._closed[pair] = last_closed_open_time(as_of, timeframe)
+        return closed
 
     def _evict(self) -> None:
         while len(self._entries) > self._max_entries:

@@ -74,11 +74,51 @@ def column_arrays(frame: pd.DataFrame, *names: str) -> tuple[np.ndarray, ...]:
     """
     values = frame.to_numpy()
     if values.dtype == np.float64:
-        positions = [frame.columns.get_loc(name) for name in names]
+        positions = column_positions(frame.columns, names)
         if all(isinstance(position, int) for position in positions):
             return tuple(values[:, position] for position in positions)
     # Another dtype somewhere (or a duplicated name): one column at a time.
     return tuple(frame[name].to_numpy(dtype=float) for name in names)
+
+
+# Column Index -> (that Index, its get_loc answers so far), by id: an Index is immutable, and every indicator frame
+# shares one (see _column_index), so the nodes' ~50 column_arrays calls per run ask pandas once per name. The Index
+# is held, so its id is not reused while it is here.
+_LOCATIONS: dict[int, tuple[pd.Index, dict[str, object]]] = {}
+_LOCATIONS_KEPT = 64
+
+
+def column_positions(columns: pd.Index, names: tuple[str, ...]) -> list[object]:
+    """`[columns.get_loc(name) for name in names]`, remembered per column Index."""
+    entry = _LOCATIONS.get(id(columns))
+    if entry is None or entry[0] is not columns:
+        if len(_LOCATIONS) >= _LOCATIONS_KEPT:
+            _LOCATIONS.clear()
+        entry = _LOCATIONS[id(columns)] = (columns, {})
+    known = entry[1]
+    positions = []
+    for name in names:
+        position = known.get(name)
+        if position is None:
+            position = known[name] = columns.get_loc(name)
+        positions.append(position)
+    return positions
+
+
+def adjacent_columns(frame: pd.DataFrame, *names: str) -> np.ndarray | None:
+    """The named columns as one (rows, len(names)) float view, when the frame is one float block holding
+    them side by side in this order (an indicator frame's candle columns); None otherwise."""
+    values = frame.to_numpy()
+    if values.dtype != np.float64:
+        return None
+    positions = column_positions(frame.columns, names)
+    # A duplicated name answers a slice or a mask, never equal to an int (and a mask must not meet `==`).
+    if not all(isinstance(position, int) for position in positions):
+        return None
+    first = positions[0]
+    if positions != list(range(first, first + len(names))):
+        return None
+    return values[:, first : first + len(names)]
 
 
 def _candle_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -89,21 +129,34 @@ def _candle_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
     return {c: candles[c].to_numpy() for c in candles.columns}
 
 
-def enrich(candles: pd.DataFrame) -> pd.DataFrame:
-    """Candles with ema_fast, ema_slow, rsi, atr, adx, bb_lower/mid/upper, bb_width columns."""
-    # Candle columns first, in their order; an indicator column the candles already have is replaced in place.
-    columns = _candle_columns(candles)
+def _indicator_frame(columns: dict[str, np.ndarray], index: pd.Index, attrs: dict) -> pd.DataFrame:
+    """The candle columns (in their order) plus the indicator columns, as one frame."""
     high, low, close = (np.ascontiguousarray(columns[c], dtype=float) for c in ("high", "low", "close"))
+    # An indicator column the candles already have is replaced in place.
     columns.update(_indicators(high, low, close))
     if all(values.dtype == np.float64 for values in columns.values()):
         # One float block built in one go (a column per row of `block`, so each column is contiguous)
         # instead of a dozen DataFrame.__setitem__ calls, each pandas bookkeeping on a 300-row frame.
-        block = np.empty((len(columns), len(candles)))
+        block = np.empty((len(columns), len(index)))
         for i, values in enumerate(columns.values()):
             block[i] = values
-        frame = pd.DataFrame(block.T, index=candles.index, columns=_column_index(tuple(columns)), copy=False)
+        frame = pd.DataFrame(block.T, index=index, columns=_column_index(tuple(columns)), copy=False)
     else:  # candles of another dtype (an integer volume) keep it
-        frame = pd.DataFrame({c: np.array(values) for c, values in columns.items()}, index=candles.index)
-    if candles.attrs:
-        frame.attrs = copy.deepcopy(candles.attrs)
+        frame = pd.DataFrame({c: np.array(values) for c, values in columns.items()}, index=index)
+    if attrs:
+        frame.attrs = copy.deepcopy(attrs)
     return frame
+
+
+def enrich(candles: pd.DataFrame) -> pd.DataFrame:
+    """Candles with ema_fast, ema_slow, rsi, atr, adx, bb_lower/mid/upper, bb_width columns."""
+    return _indicator_frame(_candle_columns(candles), candles.index, candles.attrs)
+
+
+def enrich_values(values: np.ndarray, names: list[str], index: pd.Index, attrs: dict) -> pd.DataFrame:
+    """`enrich` of candles handed over as one float64 array (a row per candle, a column per name).
+
+    The same frame as `enrich(pd.DataFrame(values, index, names))` for unique names, without
+    building that frame and asking it for its dtypes (~80 µs in pandas 3, more than the indicators).
+    """
+    return _indicator_frame({name: values[:, i] for i, name in enumerate(names)}, index, attrs)
