@@ -15,33 +15,42 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
-from nodes.strategies import SIGNAL_COLUMNS, registered_strategies
+from nodes.strategies import SIGNAL_COLUMNS, SignalArrays, registered_strategies, signal_columns
 from state import StrategyTask
 from state.sections import Signal
-from tools.backtest import trade_outcomes
+from tools.backtest import signal_outcomes, trade_outcomes
 from tools.context import Services
-from tools.indicators import column_arrays
 
 NODE = "strategy"
 RECENT_CANDLES = 50
 FLIP_WINDOW = 10
 
 
-def analogs(frame: pd.DataFrame, signals: pd.DataFrame, side: int, fee_rate: float, slippage_bps: float) -> tuple[int, float | None, float | None]:
+def analogs(
+    frame: pd.DataFrame, signals: pd.DataFrame | SignalArrays, side: int, fee_rate: float, slippage_bps: float
+) -> tuple[int, float | None, float | None]:
     """(closed past trades in today's direction, their win rate, the win rate of all closed past trades).
 
     From `trade_outcomes`, `run_backtest`'s numbers without its pydantic trades: only wins are counted here.
+    Signals given as arrays (no frame built) go through `signal_outcomes`, the same simulation.
     """
-    outcomes = trade_outcomes(frame, signals, fee_rate=fee_rate, slippage_bps=slippage_bps)
-    closed = ~outcomes.is_open
-    same = closed & (outcomes.side == side)
-    won = outcomes.return_pct > 0
+    if isinstance(signals, SignalArrays):
+        # The frame's direction column would read back as floats, as `signal_columns` gives them.
+        outcomes = signal_outcomes(
+            frame, signals.index, signals.direction.astype(float), signals.stop, signals.target,
+            fee_rate=fee_rate, slippage_bps=slippage_bps,
+        )  # fmt: skip
+    else:
+        outcomes = trade_outcomes(frame, signals, fee_rate=fee_rate, slippage_bps=slippage_bps)
+    # A dozen trades: counted in plain Python, where each numpy call would cost more than the count.
+    columns = (column.tolist() for column in outcomes)
+    closed = [(trade_side, return_pct > 0) for trade_side, return_pct, is_open in zip(*columns, strict=True) if not is_open]
+    same = [won for trade_side, won in closed if trade_side == side]
 
-    def rate(chosen: np.ndarray) -> float | None:
-        count = int(chosen.sum())
-        return int((won & chosen).sum()) / count if count else None
+    def rate(wins: list[bool]) -> float | None:
+        return sum(wins) / len(wins) if wins else None
 
-    return int(same.sum()), rate(same), rate(closed)
+    return len(same), rate(same), rate([won for _, won in closed])
 
 
 def signal_habits(directions: pd.Series | np.ndarray) -> tuple[float, float, int]:
@@ -52,14 +61,21 @@ def signal_habits(directions: pd.Series | np.ndarray) -> tuple[float, float, int
     candles is. Computed on the numpy array: pandas' per-call overhead dominates at this size.
     """
     values = np.asarray(directions, dtype=float)
-    if len(values) == 0:
+    count = len(values)
+    if count == 0:
         return float("nan"), float("nan"), 0
     # The first candle is an onset whenever it signals (nothing came before it).
-    onsets = (values != 0) & np.concatenate(([True], values[1:] != values[:-1]))
-    recent = values[-FLIP_WINDOW:]
-    sides = recent[recent != 0]
-    flips = int((sides[1:] != sides[:-1]).sum())
-    return float(onsets[-RECENT_CANDLES:].mean()), float(onsets.mean()), flips
+    changed = np.empty(count, dtype=bool)
+    changed[0] = True
+    np.not_equal(values[1:], values[:-1], out=changed[1:])
+    onsets = changed & (values != 0)
+    recent = onsets[-RECENT_CANDLES:]
+    # Shares as count / length: the exact sum and the one rounding `mean` makes, without its ~5 µs call.
+    recent_rate, historical_rate = np.count_nonzero(recent) / len(recent), np.count_nonzero(onsets) / count
+    # The last few sides in plain Python: a dozen floats, where each numpy call costs more than the loop.
+    sides = [side for side in values[-FLIP_WINDOW:].tolist() if side != 0]
+    flips = sum(later != earlier for earlier, later in zip(sides, sides[1:]))
+    return recent_rate, historical_rate, flips
 
 
 async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, Any]:
@@ -69,9 +85,9 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
     produced_by = f"{NODE}:{chosen.key}"
     try:
         loaded = await services(runtime, request).frames.get(request.symbol, timeframe, market.as_of)
-        signals = chosen.evaluate(loaded.frame)
-        # The last candle's values from numpy: a Series label lookup costs tens of µs in pandas 3.
-        directions, confidences, stops, targets = column_arrays(signals, *SIGNAL_COLUMNS)
+        # The signal columns as arrays (a strategy with `signals` builds no frame), read by position:
+        # a Series label lookup costs tens of µs in pandas 3.
+        directions, confidences, stops, targets, signals = signal_columns(chosen, loaded.frame)
         side = int(directions[-1])
         direction = {1: "LONG", -1: "SHORT"}.get(side, "FLAT")
         acting = direction != "FLAT"

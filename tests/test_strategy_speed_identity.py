@@ -111,3 +111,187 @@ def test_mean_true_range_matches_np_mean_per_pivot() -> None:
     for lookback in (1, 5, 20):
         expected = [np.mean(ranges[max(0, p - lookback) : p + 1]) for p in positions]
         assert bits(_mean_true_range(ranges, positions, lookback)) == bits(expected)
+
+
+# --- the node's array path: the strategies' `signals` without the frame `evaluate` builds ----------------
+def edge_frames() -> list[pd.DataFrame]:
+    """Indicator frames the strategies must survive: real-looking, short, flat, gapped by NaN, empty."""
+    frames = [enrich(candles(n, seed)) for n, seed in ((300, 11), (300, 12), (120, 13), (40, 14), (12, 15), (1, 16))]
+    flat = candles(200, 17)
+    flat[["open", "high", "low", "close"]] = 100.0
+    frames.append(enrich(flat))
+    stepped = candles(200, 18)
+    stepped[["open", "high", "low", "close"]] = stepped[["open", "high", "low", "close"]].round(0)
+    frames.append(enrich(stepped))
+    nan_rows = enrich(candles(200, 19))
+    nan_rows.iloc[[50, 51, 120], [nan_rows.columns.get_loc(c) for c in ("high", "low", "close", "atr", "bb_width")]] = np.nan
+    frames.append(nan_rows)
+    frames.append(enrich(candles(300, 20)).iloc[:0])
+    return frames
+
+
+def outcome(call, *args):
+    """A call's result, or its error as (type, message): both paths must fail alike."""
+    try:
+        return call(*args)
+    except Exception as error:  # noqa: BLE001 - the error itself is what is compared
+        return (type(error), str(error))
+
+
+@pytest.mark.parametrize("name", sorted(registered_strategies()))
+def test_signal_columns_match_the_evaluated_frame(name: str) -> None:
+    import dataclasses
+
+    from nodes.strategies import SignalArrays, signal_columns
+    from tools.indicators import column_arrays
+
+    strategy = registered_strategies()[name]
+    assert strategy.signals is not None, "every built-in strategy offers the array path"
+    frame_only = dataclasses.replace(strategy, signals=None)
+    for frame in edge_frames():
+        fast, slow = outcome(signal_columns, strategy, frame), outcome(signal_columns, frame_only, frame)
+        if isinstance(slow, tuple) and isinstance(slow[0], type):
+            assert fast == slow
+            continue
+        evaluated = strategy.evaluate(frame)
+        assert isinstance(fast[4], SignalArrays) and isinstance(slow[4], pd.DataFrame)
+        for got, want, expected in zip(fast[:4], slow[:4], column_arrays(evaluated, *SIGNAL_COLUMNS), strict=True):
+            assert got.dtype == want.dtype == np.float64
+            assert bits(got) == bits(want) == bits(expected)
+        if len(frame):
+            for side in (1, -1):
+                assert outcome(analogs, frame, fast[4], side, 0.001, 5) == outcome(analogs, frame, slow[4], side, 0.001, 5)
+
+
+def test_signal_columns_read_odd_arrays_as_the_frame_would() -> None:
+    """Another length, a scalar or a float32 column goes through the frame (and fails or converts there);
+    a bool direction reads as the frame would give it back, as floats."""
+    import dataclasses
+
+    from nodes.strategies import SignalArrays, frame_of, signal_columns
+    from tools.indicators import column_arrays
+
+    frame = enrich(candles(50, 21))
+    strategy = registered_strategies()["ema_trend"]
+    good = strategy.signals(frame)
+    odd = (
+        (good._replace(stop=good.stop[:-1]), pd.DataFrame),
+        (good._replace(direction=np.int64(1)), pd.DataFrame),
+        (good._replace(direction=good.direction.astype(bool)), SignalArrays),
+        (good._replace(confidence=good.confidence.astype(np.float32)), pd.DataFrame),
+    )
+    for arrays, path in odd:
+        broken = dataclasses.replace(strategy, signals=lambda _frame, arrays=arrays: arrays)
+        got = outcome(signal_columns, broken, frame)
+        want = outcome(lambda arrays=arrays: column_arrays(frame_of(arrays), *SIGNAL_COLUMNS))
+        if isinstance(want, tuple) and isinstance(want[0], type):
+            assert got == want
+        else:
+            assert [bits(g) for g in got[:4]] == [bits(w) for w in want] and isinstance(got[4], path)
+
+
+def test_array_outcomes_refuse_what_trade_outcomes_refuses() -> None:
+    from nodes.strategies import signal_columns
+
+    frame = enrich(candles(100, 22))
+    strategy = registered_strategies()["ema_trend"]
+    arrays, signals = signal_columns(strategy, frame)[4], strategy.evaluate(frame)
+    broken = frame.copy()
+    broken.iloc[5, broken.columns.get_loc("close")] = np.nan
+    shifted = frame.copy()
+    shifted.index = shifted.index + pd.Timedelta(hours=1)
+    unsorted = frame.iloc[::-1]
+    for candles_ in (broken, shifted, unsorted, frame.iloc[:0]):
+        assert outcome(analogs, candles_, arrays, 1, 0.001, 5) == outcome(analogs, candles_, signals, 1, 0.001, 5)
+
+
+def test_rolling_matches_the_lag_by_lag_fold_and_pandas() -> None:
+    from nodes.strategies import _rolling_by_lag, rolling, trailing_count
+
+    rng = np.random.default_rng(5)
+    negative_nan = -np.float64(np.nan) if np.signbit(-np.float64(np.nan)) else np.float64(np.nan)
+    for case in range(1000):
+        n, window = int(rng.integers(0, 70)), int(rng.integers(1, 35))
+        min_periods = (None, 1, int(rng.integers(1, window + 1)))[case % 3]
+        values = rng.integers(-5, 5, n).astype(float) if case % 2 else rng.normal(size=n)
+        values[rng.random(n) < 0.3] = np.nan
+        if case % 7 == 0:
+            values[rng.random(n) < 0.2] = negative_nan
+        if case % 5 == 0:
+            values[rng.random(n) < 0.3] = -0.0
+        elif case % 5 == 1:
+            values[rng.random(n) < 0.3] = 0.0
+        seen = np.concatenate(([0], np.cumsum(~np.isnan(values))))
+        expected_count = seen[1:] - seen[np.maximum(np.arange(n) - window + 1, 0)]
+        assert trailing_count(values, window).tolist() == expected_count.tolist()
+        for reduce, name in ((np.fmax, "max"), (np.fmin, "min")):
+            got = rolling(values, window, reduce, min_periods)
+            assert bits(got) == bits(_rolling_by_lag(values, window, reduce, min_periods))
+            by_pandas = getattr(pd.Series(values).rolling(window, min_periods=min_periods), name)().to_numpy()
+            assert np.array_equal(got, by_pandas, equal_nan=True)
+
+
+def test_trailing_rank_matches_a_rank_per_window() -> None:
+    from nodes.strategies.breakout import WIDTH_WINDOW, trailing_rank
+
+    rng = np.random.default_rng(6)
+    for case in range(300):
+        n = int(rng.integers(1, 260))
+        values = rng.integers(0, 6, n).astype(float) if case % 2 else rng.normal(size=n)
+        values[rng.random(n) < rng.uniform(0, 0.5)] = np.nan
+        expected = np.full(n, np.nan)
+        for i in range(n):
+            window = values[max(0, i - WIDTH_WINDOW + 1) : i + 1]
+            window = window[~np.isnan(window)]
+            if not np.isnan(values[i]) and len(window) >= WIDTH_WINDOW // 2:
+                expected[i] = (np.count_nonzero(window < values[i]) + 1) / len(window)
+        assert bits(trailing_rank(values)) == bits(expected)
+
+
+def test_supertrend_loop_matches_the_index_by_index_loop() -> None:
+    import talib
+
+    from nodes.strategies.supertrend_adx import LENGTH, MULTIPLIER, supertrend
+
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        frame = candles(int(rng.integers(LENGTH + 1, 200)), 1000 + case)
+        if case % 3 == 0:
+            frame = frame.round(0)
+        high, low, close = (frame[c].to_numpy() for c in ("high", "low", "close"))
+        atr = talib.ATR(high, low, close, LENGTH)
+        lower, upper = (0.5 * (high + low) - MULTIPLIER * atr).tolist(), (0.5 * (high + low) + MULTIPLIER * atr).tolist()
+        direction, line = [1] * len(close), [np.nan] * len(close)
+        for i in range(1, len(close)):
+            if close[i] > upper[i - 1]:
+                direction[i] = 1
+            elif close[i] < lower[i - 1]:
+                direction[i] = -1
+            else:
+                direction[i] = direction[i - 1]
+                if direction[i] > 0 and lower[i] < lower[i - 1]:
+                    lower[i] = lower[i - 1]
+                if direction[i] < 0 and upper[i] > upper[i - 1]:
+                    upper[i] = upper[i - 1]
+            line[i] = lower[i] if direction[i] > 0 else upper[i]
+        trend = np.array(direction, dtype=float)
+        trend[:LENGTH] = np.nan
+        got_line, got_trend = supertrend(frame)
+        assert bits(got_line) == bits(line) and bits(got_trend) == bits(trend)
+
+
+def test_signal_habits_match_the_numpy_means() -> None:
+    from nodes.strategy import FLIP_WINDOW, RECENT_CANDLES, signal_habits
+
+    rng = np.random.default_rng(8)
+    for case in range(2000):
+        values = rng.choice([0.0, 0.0, 1.0, -1.0, np.nan] if case % 4 == 0 else [0.0, 1.0, -1.0], int(rng.integers(0, 120)))
+        if len(values) == 0:
+            assert np.isnan(signal_habits(values)[:2]).all() and signal_habits(values)[2] == 0
+            continue
+        onsets = (values != 0) & np.concatenate(([True], values[1:] != values[:-1]))
+        recent = values[-FLIP_WINDOW:]
+        sides = recent[recent != 0]
+        expected = (float(onsets[-RECENT_CANDLES:].mean()), float(onsets.mean()), int((sides[1:] != sides[:-1]).sum()))
+        got = signal_habits(values)
+        assert got == expected and [type(v) for v in got] == [float, float, int]

@@ -38,7 +38,7 @@ Conventions (every number below follows from these; tests pin each one):
 Speed: arrays are prepared once (numpy), valid entries and per-direction signal
 positions are precomputed, and the only Python loop runs once per TRADE: it
 finds the next entry and the next opposite signal by binary search
-(``searchsorted``) and the stop/target touch by scanning the first 16 candles
+(``searchsorted``) and the stop/target touch by scanning the first 32 candles
 in plain Python, then numpy blocks of doubling size: O(candles spanned by trades).
 Measured on 100k 1h candles (2 shared cores): no trades ~5e7-1e8 candles/s;
 ema_trend (4.7k trades) ~0.7-1.1e6 candles/s, half of it building the pydantic trades.
@@ -59,7 +59,9 @@ from tools.indicators import column_arrays
 ExitReason = Literal["stop", "target", "signal", "end_of_data"]
 CANDLE_COLUMNS = ("open", "high", "low", "close")
 SIGNAL_COLUMNS = ("direction", "stop", "target")
-_PY_SCAN = 16  # candles scanned in plain Python before switching to numpy blocks
+# Candles scanned in plain Python before switching to numpy blocks: a block costs a few numpy calls,
+# ~60 candles of plain Python, so the scan goes on long enough for most trades of a 300-candle frame.
+_PY_SCAN = 32
 _FIRST_BLOCK = 64  # candles in the first numpy block; doubled each further block
 
 
@@ -115,6 +117,14 @@ _POINTS = TypeAdapter(list[EquityPoint])
 
 
 def _check(candles: pd.DataFrame, signals: pd.DataFrame, regimes: pd.Series | None) -> None:
+    _check_candles(candles)
+    missing = [c for c in SIGNAL_COLUMNS if c not in signals.columns]
+    if missing:
+        raise ValueError(f"signals lack columns {missing}")
+    _check_alignment(candles, signals.index, regimes)
+
+
+def _check_candles(candles: pd.DataFrame) -> None:
     index = candles.index
     if len(index) == 0:
         raise ValueError("no candles")
@@ -122,14 +132,16 @@ def _check(candles: pd.DataFrame, signals: pd.DataFrame, regimes: pd.Series | No
         raise ValueError("candles need a UTC DatetimeIndex")
     if not index.is_monotonic_increasing or not index.is_unique:
         raise ValueError("candle index must be strictly increasing")
-    for frame, columns, what in ((candles, CANDLE_COLUMNS, "candles"), (signals, SIGNAL_COLUMNS, "signals")):
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{what} lack columns {missing}")
+    missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
+    if missing:
+        raise ValueError(f"candles lack columns {missing}")
+
+
+def _check_alignment(candles: pd.DataFrame, signal_index: pd.Index, regimes: pd.Series | None) -> None:
     # Same index, not merely same length: a shifted signal frame is exactly the look-ahead bug to refuse.
-    if not signals.index.equals(index):
+    if not signal_index.equals(candles.index):
         raise ValueError("signals must have exactly the candle index")
-    if regimes is not None and not regimes.index.equals(index):
+    if regimes is not None and not regimes.index.equals(candles.index):
         raise ValueError("regimes must have exactly the candle index")
 
 
@@ -202,7 +214,30 @@ def trade_outcomes(
     For callers that only count wins (the strategy node's analogs): building the pydantic trades,
     their times and the equity curve was over half of a backtest's cost on a few-hundred-candle frame.
     """
-    simulated = _simulate(candles, signals, None, slippage_bps)
+    return _outcomes(_simulate(candles, signals, None, slippage_bps), fee_rate, slippage_bps)
+
+
+def signal_outcomes(
+    candles: pd.DataFrame,
+    signal_index: pd.Index,
+    direction: np.ndarray,
+    stop: np.ndarray,
+    target: np.ndarray,
+    *,
+    fee_rate: float = 0.001,
+    slippage_bps: float = 5,
+) -> TradeOutcomes:
+    """`trade_outcomes` of the signal frame these float columns and this index would make, without the frame.
+
+    The strategy node has the columns as arrays before any frame exists; building one only
+    to read them back cost more than the simulation. Same checks, same errors, same floats.
+    """
+    _check_candles(candles)
+    _check_alignment(candles, signal_index, None)
+    return _outcomes(_simulate_arrays(_prices(candles), direction, stop, target, None, slippage_bps), fee_rate, slippage_bps)
+
+
+def _outcomes(simulated: _Simulated, fee_rate: float, slippage_bps: float) -> TradeOutcomes:
     side, _, _, _, ret, _ = _numbers(simulated, fee_rate, slippage_bps)
     return TradeOutcomes(side.astype(int), ret * 100, np.array([r[5] == "end_of_data" for r in simulated.rows], dtype=bool))
 
@@ -219,45 +254,67 @@ def _simulate(
     candles: pd.DataFrame, signals: pd.DataFrame, regimes: pd.Series | None, slippage_bps: float
 ) -> _Simulated:
     _check(candles, signals, regimes)
-    n = len(candles)
+    prices = _prices(candles)
+    has_confidence = "confidence" in signals
     # One to_numpy per frame (column_arrays) instead of a Series per column: ~25 µs each in pandas 3.
+    raw, stop, target, *rest = column_arrays(signals, *SIGNAL_COLUMNS, *(("confidence",) if has_confidence else ()))
+    return _simulate_arrays(prices, raw, stop, target, rest[0] if rest else None, slippage_bps)
+
+
+def _prices(candles: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(open, high, low, close) of checked candles; refused if any is NaN."""
     o, h, lo, c = column_arrays(candles, *CANDLE_COLUMNS)
     # A NaN price would silently never touch a stop; refuse it (the data-quality gate's job upstream).
     if np.isnan(o).any() or np.isnan(h).any() or np.isnan(lo).any() or np.isnan(c).any():
         raise ValueError("candles contain NaN prices")
-    has_confidence = "confidence" in signals
-    raw, stop, target, *rest = column_arrays(signals, *SIGNAL_COLUMNS, *(("confidence",) if has_confidence else ()))
-    direction = np.sign(np.nan_to_num(raw)).astype(np.int8)
+    return o, h, lo, c
+
+
+def _simulate_arrays(
+    prices: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    raw: np.ndarray,
+    stop: np.ndarray,
+    target: np.ndarray,
+    confidence: np.ndarray | None,
+    slippage_bps: float,
+) -> _Simulated:
+    """The simulation on the candles' prices and the signals' float columns (direction, stop, target, confidence)."""
+    o, h, lo, c = prices
+    n = len(o)
+    # NaN means no signal; an infinite one keeps its sign (nan_to_num's reading, at a third of its cost).
+    sign = np.sign(raw)
+    sign[np.isnan(raw)] = 0
+    direction = sign.astype(np.int8)
     slip = slippage_bps / 1e4
 
     # Valid entries, all at once: every quantity they need is known from the signal bar and the next open.
     bars = np.flatnonzero(direction[:-1]) if n > 1 else np.empty(0, dtype=np.int64)
     side = direction[bars].astype(np.float64)
     fill = o[bars + 1] * (1 + side * slip)
+    stops, targets = stop[bars], target[bars]
     with np.errstate(invalid="ignore"):
-        valid = (
-            np.isfinite(stop[bars])
-            & (side * (fill - stop[bars]) > 0)
-            & (~np.isfinite(target[bars]) | (side * (target[bars] - fill) > 0))
-        )
+        valid = np.isfinite(stops) & (side * (fill - stops) > 0) & (~np.isfinite(targets) | (side * (targets - fill) > 0))
     entries = bars[valid]
     opposite = {1: np.flatnonzero(direction == -1), -1: np.flatnonzero(direction == 1)}
 
     # Per-trade scalar reads through memoryviews: O(1) to create (tolist() of 100k candles costs
     # more than the whole simulation) and each read is a plain float, ~3x cheaper than numpy indexing.
     ol, hl, ll, stl, tgl = (memoryview(np.ascontiguousarray(x)) for x in (o, h, lo, stop, target))
+    # The same for the ints the loop reads: entries, the opposite signals' bars and the directions.
+    entry_bars, directions = memoryview(entries), memoryview(direction)
+    opposite_bars = {sd: memoryview(bars_) for sd, bars_ in opposite.items()}
     rows: list[tuple[int, int, int, float, float, str]] = []  # signal bar, entry bar, exit bar, entry, raw exit, why
     cursor = 0  # first signal bar that may open the next position
     while True:
         q = int(entries.searchsorted(cursor))
         if q == len(entries):
             break
-        i = int(entries[q])
-        j, sd, st, tg = i + 1, int(direction[i]), stl[i], tgl[i]
+        i = entry_bars[q]
+        j, sd, st, tg = i + 1, directions[i], stl[i], tgl[i]
         entry = ol[j] * (1 + sd * slip)
         opp = opposite[sd]
         p = int(opp.searchsorted(j))
-        m = int(opp[p]) if p < len(opp) else n  # next opposite signal bar, n = none
+        m = opposite_bars[sd][p] if p < len(opp) else n  # next opposite signal bar, n = none
         # A touch up to and including candle m beats the exit at m+1's open.
         k = _first_touch(h, lo, hl, ll, j, min(m, n - 1) + 1, sd, st, tg)
         if k >= 0:
@@ -270,7 +327,7 @@ def _simulate(
         else:
             rows.append((i, j, n - 1, entry, float(c[n - 1]), "end_of_data"))
             break
-    return _Simulated(rows, raw, stop, target, rest[0] if rest else None)
+    return _Simulated(rows, raw, stop, target, confidence)
 
 
 def _numbers(

@@ -8,6 +8,12 @@ Strategies see candles and indicators only: no broker, no state, no orders.
 They compute on numpy arrays (`columns`, `shift`, `rolling`, ... below mirror the
 pandas operations they replace, NaN for NaN): a run evaluates every strategy on a
 few hundred rows, where each pandas Series call costs more than its arithmetic.
+
+A strategy may also hand the node its columns before they become a frame: a module
+defines `signals(frame)` ending in `signal_arrays(...)`, `evaluate(frame)` as
+`frame_of(signals(frame))`, and registers both. The live node (through
+`signal_columns`) then skips building a frame it would only read arrays back from;
+a strategy with `evaluate` alone works the same, a little slower.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,6 +46,9 @@ class Strategy:
     explain: Callable[[pd.Series, Mapping[str, float]], str]
     # Shadow versions run beside the live one: their signals are recorded, not counted.
     shadow: bool = False
+    # Optional: frame with indicator columns -> the SignalArrays `evaluate` builds its frame from
+    # (evaluate = frame_of(signals(frame))). The live node reads these and skips the frame.
+    signals: Callable[[pd.DataFrame], SignalArrays] | None = None
 
     @property
     def key(self) -> str:
@@ -74,16 +83,42 @@ def diff(values: np.ndarray, periods: int) -> np.ndarray:
 
 def trailing_count(values: np.ndarray, window: int) -> np.ndarray:
     """How many non-NaN values each trailing window of `window` values (this one included) holds."""
-    seen = np.concatenate(([0], np.cumsum(~np.isnan(values))))
-    return seen[1:] - seen[np.maximum(np.arange(len(values)) - window + 1, 0)]
+    seen = np.cumsum(~np.isnan(values))
+    count = seen.copy()
+    count[window:] -= seen[:-window]
+    return count
 
 
 def rolling(values: np.ndarray, window: int, reduce: np.ufunc, min_periods: int | None = None) -> np.ndarray:
     """`Series.rolling(window, min_periods).min()/.max()` with reduce = np.fmin/np.fmax (NaNs skipped)."""
+    # A zero may come as +0.0 and -0.0, equal but not the same bits: which one a min or max keeps
+    # depends on the order it meets them in, so input with a -0.0 keeps the one order of `_rolling_by_lag`.
+    zeros = values == 0
+    if window < 4 or (zeros.any() and np.signbit(values[zeros]).any()):
+        return _rolling_by_lag(values, window, reduce, min_periods)
+    # Doubling: `span` holds the reduction of each trailing run of `size` values (fewer at the start).
+    # Min and max are idempotent, so two overlapping runs cover a window: log2(window) whole-array steps.
+    span, size = values.copy(), 1
+    while size * 2 <= window:
+        span[size:] = reduce(span[size:], span[:-size])
+        size *= 2
+    out, rest = span, window - size
+    if rest and rest < len(span):
+        out = span.copy()
+        out[rest:] = reduce(span[rest:], span[: len(span) - rest])
+    if min_periods == 1:
+        # NaN exactly where the window has no value, as the count would say; the mask also makes it plain NaN.
+        out[np.isnan(out)] = np.nan
+    else:
+        out[trailing_count(values, window) < (window if min_periods is None else min_periods)] = np.nan
+    return out
+
+
+def _rolling_by_lag(values: np.ndarray, window: int, reduce: np.ufunc, min_periods: int | None) -> np.ndarray:
+    """`rolling`, one whole-array step per lag: the current value first, then each older one in turn."""
     n = len(values)
     padded = np.concatenate((np.full(window - 1, np.nan), values))
     out = values.copy()
-    # One whole-array step per lag, not one small reduction per candle.
     for lag in range(1, window):
         out = reduce(out, padded[window - 1 - lag : window - 1 - lag + n])
     out[trailing_count(values, window) < (window if min_periods is None else min_periods)] = np.nan
@@ -100,10 +135,25 @@ def zero_nan(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), 0.0, values)
 
 
-def signal_frame(
+class SignalArrays(NamedTuple):
+    """A signal frame's columns as arrays, before the frame is built: what the strategy node reads.
+
+    Building the four-column frame costs more than most strategies' arithmetic on a few hundred
+    rows, and the node only takes arrays back out of it. `direction` keeps its own dtype (int
+    for the strategies' `select`), as the frame's column does.
+    """
+
+    direction: np.ndarray
+    confidence: np.ndarray
+    stop: np.ndarray
+    target: np.ndarray
+    index: pd.Index
+
+
+def signal_arrays(
     direction: Values, confidence: Values, stop: Values, target: Values, close: Values, index: pd.Index | None = None
-) -> pd.DataFrame:
-    """The one shape every strategy returns; flat candles carry no confidence and no levels (close).
+) -> SignalArrays:
+    """`signal_frame`'s columns: flat candles carry no confidence and no levels (close).
 
     Takes Series or arrays; with arrays, `index` is the indicator frame's index.
     """
@@ -114,12 +164,54 @@ def signal_frame(
     confidence = np.where(acting, np.asarray(confidence, dtype=float), 0.0)
     stop = np.where(acting, np.asarray(stop, dtype=float), close)
     target = np.where(acting, np.asarray(target, dtype=float), close)
-    arrays = [direction, zero_nan(confidence), stop, target]
+    return SignalArrays(direction, zero_nan(confidence), stop, target, index)
+
+
+def frame_of(signals: SignalArrays) -> pd.DataFrame:
+    """The one shape every strategy's `evaluate` returns, built from its columns."""
     # Positional keys, then the one shared column Index: inferring a string Index from the keys
     # (and hashing it at the first lookup) would cost more than the rest of the frame.
-    frame = pd.DataFrame(dict(enumerate(arrays)), index=index)
+    frame = pd.DataFrame(dict(enumerate(signals[:4])), index=signals.index)
     frame.columns = _SIGNAL_INDEX
     return frame
+
+
+def signal_frame(
+    direction: Values, confidence: Values, stop: Values, target: Values, close: Values, index: pd.Index | None = None
+) -> pd.DataFrame:
+    """The one shape every strategy returns; flat candles carry no confidence and no levels (close).
+
+    Takes Series or arrays; with arrays, `index` is the indicator frame's index.
+    """
+    return frame_of(signal_arrays(direction, confidence, stop, target, close, index))
+
+
+SignalColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, pd.DataFrame | SignalArrays]
+
+
+def signal_columns(strategy: Strategy, frame: pd.DataFrame) -> SignalColumns:
+    """(direction, confidence, stop, target) of `strategy.evaluate(frame)` as the float arrays
+    `column_arrays` reads from that frame, and the signals themselves for a backtest.
+
+    A strategy with a `signals` function skips building the frame; one without is evaluated
+    as it always was. Arrays a frame would not take as they are (another length, a scalar, a
+    non-numeric direction) go through the frame, so its errors and conversions stay the same.
+    """
+    if strategy.signals is not None:
+        arrays = strategy.signals(frame)
+        rows = (len(arrays.index),)
+        if (
+            arrays.direction.dtype.kind in "biuf"
+            and np.shape(arrays.direction) == rows
+            and all(np.shape(column) == rows and column.dtype == np.float64 for column in arrays[1:4])
+        ):
+            # A frame's int (or bool) column reads back as these floats; the float columns as they are.
+            return arrays.direction.astype(float), arrays.confidence, arrays.stop, arrays.target, arrays
+        signals = frame_of(arrays)
+    else:
+        signals = strategy.evaluate(frame)
+    direction, confidence, stop, target = column_arrays(signals, *SIGNAL_COLUMNS)
+    return direction, confidence, stop, target, signals
 
 
 def select(conditions: list[np.ndarray], choices: list[Values | float], default: float) -> np.ndarray:

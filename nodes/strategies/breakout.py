@@ -8,7 +8,19 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nodes.strategies import Strategy, clip01, columns, rolling, select, shift, signal_frame, trailing_count, zero_nan
+from nodes.strategies import (
+    SignalArrays,
+    Strategy,
+    clip01,
+    columns,
+    frame_of,
+    rolling,
+    select,
+    shift,
+    signal_arrays,
+    trailing_count,
+    zero_nan,
+)
 
 RANGE_BARS = 20
 # A squeeze: band width in the lowest SQUEEZE_PCT of its last WIDTH_WINDOW values...
@@ -28,8 +40,10 @@ def trailing_rank(values: np.ndarray) -> np.ndarray:
     or a window with fewer than WIDTH_WINDOW // 2 values.
     """
     padded = np.concatenate((np.full(WIDTH_WINDOW - 1, np.nan), values))
-    windows = sliding_window_view(padded, WIDTH_WINDOW)
-    smaller = (windows < values[:, None]).sum(axis=1)
+    # Row `lag` holds each candle's value `WIDTH_WINDOW - 1 - lag` candles back: the windows laid out
+    # by lag, each row one contiguous slice, so the comparison and the count run along whole rows.
+    by_lag = sliding_window_view(padded, len(values))
+    smaller = (by_lag < values).sum(axis=0)
     count = trailing_count(values, WIDTH_WINDOW)
     with np.errstate(divide="ignore", invalid="ignore"):
         rank = (smaller + 1) / count
@@ -37,7 +51,7 @@ def trailing_rank(values: np.ndarray) -> np.ndarray:
     return rank
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     high, low, close, atr, width = columns(frame, "high", "low", "close", "atr", "bb_width")
     # Percentile rank of each width among its own trailing window: ≤ SQUEEZE_PCT = the narrowest fifth.
     # Ties rank at their lowest, so a long run of equal widths stays a squeeze (average ranks would climb).
@@ -63,7 +77,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
         strength = select([long, short], [(close - top) / atr, (bottom - close) / atr], 0.0)
     tightness = clip01(1 - tightest / SQUEEZE_PCT)
     confidence = 0.4 + 0.3 * clip01(zero_nan(strength)) + 0.3 * zero_nan(tightness)
-    return signal_frame(direction, confidence, stop, target, close, frame.index)
+    return signal_arrays(direction, confidence, stop, target, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -86,5 +104,6 @@ STRATEGY = Strategy(
     kind="momentum",
     regimes=("RANGING", "VOLATILE"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

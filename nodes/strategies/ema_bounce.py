@@ -7,7 +7,18 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, diff, select, shift, signal_frame, zero_nan
+from nodes.strategies import (
+    SignalArrays,
+    Strategy,
+    clip01,
+    columns,
+    diff,
+    frame_of,
+    select,
+    shift,
+    signal_arrays,
+    zero_nan,
+)
 
 SLOPE_BARS = 10
 # The low may stop short of the EMA by this many ATRs and still count as a touch.
@@ -20,7 +31,7 @@ REWARD_RISK = 2.0
 MIN_ADX = 20.0
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     high, low, close, fast, slow, atr, adx = columns(frame, "high", "low", "close", "ema_fast", "ema_slow", "atr", "adx")
     trending = adx >= MIN_ADX
     slope = diff(slow, SLOPE_BARS)
@@ -42,7 +53,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
         rejection = select([long, short], [(close - low) / span, (high - close) / span], 0.0)
     trend_strength = clip01((adx - MIN_ADX) / 30)
     confidence = 0.4 + 0.3 * zero_nan(trend_strength) + 0.3 * clip01(zero_nan(rejection))
-    return signal_frame(direction, confidence, stop, close + direction * REWARD_RISK * risk, close, frame.index)
+    return signal_arrays(direction, confidence, stop, close + direction * REWARD_RISK * risk, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -68,5 +83,6 @@ STRATEGY = Strategy(
     kind="momentum",
     regimes=("TRENDING_UP", "TRENDING_DOWN"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

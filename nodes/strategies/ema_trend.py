@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, diff, select, signal_frame
+from nodes.strategies import SignalArrays, Strategy, clip01, columns, diff, frame_of, select, signal_arrays
 
 MIN_ADX = 20.0
 SLOPE_BARS = 10
@@ -15,7 +15,7 @@ STOP_ATR = 2.0
 TARGET_ATR = 3.0
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     close, fast, slow, atr, adx = columns(frame, "close", "ema_fast", "ema_slow", "atr", "adx")
     slope = diff(slow, SLOPE_BARS)
     long = (fast > slow) & (close > fast) & (adx >= MIN_ADX) & (slope > 0)
@@ -27,7 +27,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
         separation = np.clip(np.abs(fast - slow) / atr, 0, 2) / 2
     confidence = 0.4 + 0.3 * trend_strength + 0.3 * separation
     stop, target = close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr
-    return signal_frame(direction, confidence, stop, target, close, frame.index)
+    return signal_arrays(direction, confidence, stop, target, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -46,5 +50,6 @@ STRATEGY = Strategy(
     kind="momentum",
     regimes=("TRENDING_UP", "TRENDING_DOWN"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

@@ -17,7 +17,19 @@ import numpy as np
 import pandas as pd
 import talib
 
-from nodes.strategies import Strategy, clip01, columns, diff, rolling, select, shift, signal_frame, zero_nan
+from nodes.strategies import (
+    SignalArrays,
+    Strategy,
+    clip01,
+    columns,
+    diff,
+    frame_of,
+    rolling,
+    select,
+    shift,
+    signal_arrays,
+    zero_nan,
+)
 
 FAST, SLOW, SIGNAL = 12, 26, 9
 CYCLE_BARS = 10
@@ -35,7 +47,7 @@ def histogram(close: np.ndarray) -> np.ndarray:
     return talib.MACD(np.ascontiguousarray(close), FAST, SLOW, SIGNAL)[2]
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     close, rsi, atr = columns(frame, "close", "rsi", "atr")
     hist = histogram(close)
     before = shift(hist, 1)
@@ -54,7 +66,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     depth = clip01(swing / (4 * SWING_ATR))
     confidence = 0.4 + 0.3 * zero_nan(rsi_push) + 0.3 * zero_nan(depth)
     stop, target = close - direction * STOP_ATR * atr, close + direction * TARGET_ATR * atr
-    return signal_frame(direction, confidence, stop, target, close, frame.index)
+    return signal_arrays(direction, confidence, stop, target, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -74,5 +90,6 @@ STRATEGY = Strategy(
     kind="momentum",
     regimes=("TRENDING_UP", "TRENDING_DOWN", "RANGING"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from nodes.strategies import Strategy, clip01, columns, select, signal_frame
+from nodes.strategies import SignalArrays, Strategy, clip01, columns, frame_of, select, signal_arrays
 
 OVERSOLD = 30.0
 OVERBOUGHT = 70.0
@@ -15,7 +15,7 @@ MAX_ADX = 25.0
 STOP_ATR = 1.5
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     close, rsi, atr, adx, lower, mid, upper = columns(frame, "close", "rsi", "atr", "adx", "bb_lower", "bb_mid", "bb_upper")
     calm = adx < MAX_ADX
     long = calm & (rsi < OVERSOLD) & (close < lower)
@@ -23,7 +23,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     direction = select([long, short], [1, -1], 0)
     extremity = clip01(select([long, short], [(OVERSOLD - rsi) / 20, (rsi - OVERBOUGHT) / 20], 0.0))
     confidence = 0.4 + 0.6 * extremity
-    return signal_frame(direction, confidence, close - direction * STOP_ATR * atr, mid, close, frame.index)
+    return signal_arrays(direction, confidence, close - direction * STOP_ATR * atr, mid, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -45,5 +49,6 @@ STRATEGY = Strategy(
     kind="oscillator",
     regimes=("RANGING",),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

@@ -7,15 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from nodes.strategies import (
-    Strategy,
-    clip01,
-    columns,
-    select,
-    shift,
-    signal_frame,
-    zero_nan,
-)
+from nodes.strategies import SignalArrays, Strategy, clip01, columns, frame_of, select, shift, signal_arrays, zero_nan
 from tools.pivots import PivotRows, pivot_rows
 
 # Three candles each side: width-2 pivots are every minor wiggle, and their sweeps are noise.
@@ -77,7 +69,7 @@ def _swing_levels(pivots: PivotRows, price: np.ndarray, kind: str) -> tuple[np.n
     return known, fresh & ~np.isnan(known)
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     high, low, close, atr, adx = columns(frame, "high", "low", "close", "atr", "adx")
     # Pivot rows as arrays: the Pivot objects (and their times) of `swing_pivots` were a third of this strategy.
     pivots = pivot_rows(high, low, PIVOT_WIDTH)
@@ -99,7 +91,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
         rejection = select([long, short], [(close - low) / span, (high - close) / span], 0.0)
     calmness = clip01((MAX_ADX - adx) / 15)
     confidence = 0.4 + 0.3 * clip01(zero_nan(rejection)) + 0.3 * zero_nan(calmness)
-    return signal_frame(direction, confidence, stop, target, close, frame.index)
+    return signal_arrays(direction, confidence, stop, target, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -124,5 +120,6 @@ STRATEGY = Strategy(
     kind="oscillator",
     regimes=("RANGING", "VOLATILE"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )

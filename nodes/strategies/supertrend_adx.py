@@ -8,15 +8,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from nodes.strategies import (
-    Strategy,
-    clip01,
-    columns,
-    select,
-    shift,
-    signal_frame,
-    zero_nan,
-)
+from nodes.strategies import SignalArrays, Strategy, clip01, columns, frame_of, select, shift, signal_arrays, zero_nan
 
 LENGTH = 10
 MULTIPLIER = 3.0
@@ -49,20 +41,23 @@ def supertrend(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("Supertrend needs a defined ATR")
     middle, band = 0.5 * (high + low), MULTIPLIER * atr
     lower, upper, closes = (middle - band).tolist(), (middle + band).tolist(), close.tolist()
-    direction, line = [1] * n, [np.nan] * n
-    for i in range(1, n):
-        if closes[i] > upper[i - 1]:
+    direction, line = [1], [np.nan]
+    # The previous candle's direction and bands (as ratcheted), carried in locals: list reads
+    # by index were most of this loop's cost.
+    side, below, above = 1, lower[0], upper[0]
+    for low_band, high_band, price in zip(lower[1:], upper[1:], closes[1:]):
+        if price > above:
             side = 1
-        elif closes[i] < lower[i - 1]:
+        elif price < below:
             side = -1
-        else:  # no break: the band on the trend's side may only move with the trend
-            side = direction[i - 1]
-            if side > 0 and lower[i] < lower[i - 1]:
-                lower[i] = lower[i - 1]
-            if side < 0 and upper[i] > upper[i - 1]:
-                upper[i] = upper[i - 1]
-        direction[i] = side
-        line[i] = lower[i] if side > 0 else upper[i]
+        elif side > 0:  # no break: the band on the trend's side may only move with the trend
+            if low_band < below:
+                low_band = below
+        elif high_band > above:
+            high_band = above
+        direction.append(side)
+        line.append(low_band if side > 0 else high_band)
+        below, above = low_band, high_band
     trend = np.array(direction, dtype=float)
     trend[:LENGTH] = np.nan
     return np.array(line), trend
@@ -76,7 +71,7 @@ def held_bars(trend: np.ndarray) -> np.ndarray:
     return np.arange(len(trend)) - starts[np.cumsum(change) - 1] + 1
 
 
-def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+def signals(frame: pd.DataFrame) -> SignalArrays:
     close, atr, adx = columns(frame, "close", "atr", "adx")
     line, trend = supertrend(frame)
     trending = adx >= MIN_ADX
@@ -88,7 +83,11 @@ def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
     settled = clip01(held_bars(trend) / SETTLED_BARS)
     confidence = 0.4 + 0.35 * zero_nan(strength) + 0.25 * zero_nan(settled)
     target = close + direction * np.maximum(TARGET_ATR * atr, MIN_REWARD_RISK * np.abs(close - line))
-    return signal_frame(direction, confidence, line, target, close, frame.index)
+    return signal_arrays(direction, confidence, line, target, close, frame.index)
+
+
+def evaluate(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame_of(signals(frame))
 
 
 def explain(row: pd.Series, signal: Mapping[str, float]) -> str:
@@ -108,5 +107,6 @@ STRATEGY = Strategy(
     kind="momentum",
     regimes=("TRENDING_UP", "TRENDING_DOWN"),
     evaluate=evaluate,
+    signals=signals,
     explain=explain,
 )
