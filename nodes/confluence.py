@@ -10,6 +10,7 @@ from nodes.common import event, services
 from state import AnalysisState
 from state.sections import ConfluenceReport, ConfluenceZone, FeaturesSection, LevelsSection
 from tools.context import Services
+from tools.indicators import column_arrays
 
 NODE = "confluence"
 TOLERANCE_ATR = 0.25
@@ -46,28 +47,30 @@ def collect(state: AnalysisState, decision_timeframe: str) -> list[tuple[float, 
 
 def merge_zones(found: list[tuple[float, float, str]], tolerance: float) -> list[ConfluenceZone]:
     """Levels closer than `tolerance` to their neighbour chain into one zone, strongest zones first."""
-    zones: list[ConfluenceZone] = []
+    # (score, members) per zone; only the MAX_ZONES kept become models: validating every zone cost more than merging.
+    chains: list[tuple[float, list[tuple[float, float, str]]]] = []
     current: list[tuple[float, float, str]] = []
     for item in sorted(found) + [(float("inf"), 0.0, "")]:
         if current and item[0] - current[-1][0] > tolerance:
-            prices = [p for p, _, _ in current]
-            zones.append(
-                ConfluenceZone(
-                    low=min(prices),
-                    high=max(prices),
-                    score=round(sum(w for _, w, _ in current), 3),
-                    contributors=sorted({c for _, _, c in current}),
-                )
-            )
+            chains.append((round(sum(w for _, w, _ in current), 3), current))
             current = []
         current.append(item)
-    return sorted(zones, key=lambda z: z.score, reverse=True)[:MAX_ZONES]
+    strongest = sorted(chains, key=lambda chain: chain[0], reverse=True)[:MAX_ZONES]  # stable, as over the zones
+    return [
+        ConfluenceZone(
+            low=min(p for p, _, _ in members),
+            high=max(p for p, _, _ in members),
+            score=score,
+            contributors=sorted({c for _, _, c in members}),
+        )
+        for score, members in strongest
+    ]
 
 
 async def confluence(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = state["request"], state["market"]
     loaded = await services(runtime, request).frames.get(request.symbol, request.decision_timeframe, market.as_of)
-    tolerance = TOLERANCE_ATR * float(loaded.frame["atr"].iloc[-1])
+    tolerance = TOLERANCE_ATR * float(column_arrays(loaded.frame, "atr")[0][-1])
     zones = merge_zones(collect(state, request.decision_timeframe), tolerance)
     report = ConfluenceReport(as_of=market.as_of, produced_by=NODE, tolerance=tolerance, zones=zones)
     return {"levels": LevelsSection(confluence=report), "audit": [event(NODE, "ANALYSIS_UPDATE", f"{len(zones)} zones", market.as_of)]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
@@ -11,7 +12,7 @@ from state import AnalysisState
 from state.sections import FibonacciLevels, FibonacciReport, LevelsSection
 from tools.context import Services
 from tools.frames import IndicatorFrame
-from tools.pivots import pivot_rows
+from tools.pivots import extremes
 from tools.indicators import column_arrays
 
 NODE = "fibonacci"
@@ -29,8 +30,10 @@ def retracement(swing_low: float, swing_high: float, up: bool, ratio: float) -> 
 def impulse_levels(loaded: IndicatorFrame) -> FibonacciLevels | None:
     """The impulse between the last confirmed swing high and low, or None before both exist."""
     highs, lows, closes = column_arrays(loaded.frame, "high", "low", "close")
-    pivots = pivot_rows(highs, lows, width=PIVOT_WIDTH)  # arrays: the pivots' times are not needed here
-    tops, bottoms = pivots.positions[pivots.is_high], pivots.positions[~pivots.is_high]
+    # The swing highs and lows apart, as pivot_rows finds them: only the last of each is needed, not their order.
+    if len(highs) < 2 * PIVOT_WIDTH + 1:
+        return None
+    tops, bottoms = extremes(highs, PIVOT_WIDTH, np.greater), extremes(lows, PIVOT_WIDTH, np.less)
     if not len(tops) or not len(bottoms):
         return None
     top, bottom = int(tops[-1]), int(bottoms[-1])

@@ -17,7 +17,7 @@ from nodes.common import event, services
 from state import AnalysisState
 from state.analysis import FeaturesSection, KeyLevel, KeyLevelsReport
 from tools.context import Services
-from tools.key_levels import levels_of
+from tools.key_levels import days_of, levels_of, levels_on_days
 from tools.indicators import column_arrays
 from tools.resample import COLUMNS, resample
 from tools.timeframes import period
@@ -25,6 +25,9 @@ from tools.timeframes import period
 NODE = "key_levels"
 DAILY = "1d"
 NO_SOURCE = "none"  # no timeframe at or below a day: no calendar day can be built
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+_DAY_NS = pd.Timedelta(days=1).value
+_NAT = np.iinfo(np.int64).min  # NaT's integer
 
 
 def daily_source(timeframes: list[str]) -> str | None:
@@ -77,6 +80,8 @@ def daily_levels(loaded: pd.DataFrame, source_tf: str, smallest: pd.DataFrame, l
     daily = loaded if source_tf == DAILY else resample(loaded[COLUMNS], source_tf, DAILY)
     index = daily.index
     opens, highs, lows, closes = column_arrays(daily, "open", "high", "low", "close")
+    if _utc_ns(index) and _utc_ns(smallest.index):
+        return _levels_on_ns(index.asi8, opens, highs, lows, closes, smallest, last_price)
     forming = forming_day(index[-1] if len(index) else None, smallest)
     if forming is not None:
         today, (open_, high, low, close, _) = forming
@@ -85,6 +90,47 @@ def daily_levels(loaded: pd.DataFrame, source_tf: str, smallest: pd.DataFrame, l
     if len(index) == 0:
         return []
     return levels_of(index, opens, highs, lows, float(closes[-1]) if last_price is None else last_price)
+
+
+def _utc_ns(index: pd.Index) -> bool:
+    """A UTC nanosecond index without NaT at its end: its day arithmetic is integer arithmetic on `asi8`."""
+    return (
+        isinstance(index, pd.DatetimeIndex)
+        and index.dtype == _UTC_NS
+        and (len(index) == 0 or int(index.asi8[-1]) != _NAT)
+    )
+
+
+def _levels_on_ns(
+    ns: np.ndarray,
+    opens: np.ndarray,
+    highs: np.ndarray,
+    lows: np.ndarray,
+    closes: np.ndarray,
+    smallest: pd.DataFrame,
+    last_price: float | None,
+) -> list[KeyLevel]:
+    """`daily_levels` once the daily and smallest times are UTC nanoseconds: the same forming day, checks and
+    levels, on integers instead of Timestamps and DatetimeIndexes (whose boxing, flooring, comparing and
+    appending cost more than the levels)."""
+    close = float(closes[-1]) if len(ns) else None
+    if not smallest.empty:
+        times = smallest.index.asi8
+        today = int(times[-1]) - int(times[-1]) % _DAY_NS  # Timestamp.floor("D") of a UTC time
+        today_on = times >= today
+        if (not len(ns) or int(ns[-1]) < today) and today_on.any():
+            # forming_day's candle (all its columns read, as there: a missing one fails alike; the volume is unused).
+            opens_on, highs_on, lows_on, closes_on = (c[today_on] for c in column_arrays(smallest, *COLUMNS)[:4])
+            ns = np.append(ns, today)
+            opens, highs, lows = (
+                np.append(opens, opens_on[0]),
+                np.append(highs, np.fmax.reduce(highs_on)),
+                np.append(lows, np.fmin.reduce(lows_on)),
+            )
+            close = float(closes_on[-1])
+    if not len(ns):
+        return []
+    return levels_on_days(days_of(ns), opens, highs, lows, close if last_price is None else last_price)
 
 
 async def key_levels(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:

@@ -27,17 +27,27 @@ def _defined(values: np.ndarray) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
+def _last_defined(values: np.ndarray, count: int) -> np.ndarray:
+    """`_defined(values)[-count:]`, reading only the tail when it holds no NaN (NaN is warm-up, at the start)."""
+    tail = values[-count:]
+    return tail if len(tail) == count and not np.isnan(tail).any() else _defined(values)[-count:]
+
+
 def classify(loaded: IndicatorFrame) -> TimeframeRegime:
     # numpy arrays, not Series: this runs for every timeframe of every run, on the last ~100 values.
     close, atr, width, fast, slow_all, adx_all = column_arrays(
         loaded.frame, "close", "atr", "bb_width", "ema_fast", "ema_slow", "adx"
     )
     atr_pct = float(atr[-1] / close[-1] * 100)
-    widths = _defined(width)[-WIDTH_WINDOW:]
-    width_rank = float((widths <= widths[-1]).mean()) if len(widths) else 0.5
+    widths = _last_defined(width, WIDTH_WINDOW)
+    # count / n is the mean of the 0/1 outcomes exactly (an integer sum, one division), without np.mean's bookkeeping.
+    width_rank = int(np.count_nonzero(widths <= widths[-1])) / len(widths) if len(widths) else 0.5
     with np.errstate(divide="ignore", invalid="ignore"):
-        atr_history = _defined(atr / close * 100)[-WIDTH_WINDOW:]
-    slow = _defined(slow_all)
+        # Elementwise: the tail's ratios are those of the whole columns' tail.
+        atr_history = _last_defined(atr[-WIDTH_WINDOW:] / close[-WIDTH_WINDOW:] * 100, WIDTH_WINDOW)
+        if len(atr_history) < WIDTH_WINDOW:  # NaN in the tail: earlier defined ratios fill the window
+            atr_history = _defined(atr / close * 100)[-WIDTH_WINDOW:]
+    slow = _last_defined(slow_all, SLOPE_BARS + 1)  # the slope reads slow[-1] and slow[-SLOPE_BARS - 1] only
     slope = float((slow[-1] / slow[-SLOPE_BARS - 1] - 1) * 100) if len(slow) > SLOPE_BARS else 0.0
     adx = float(adx_all[-1])
     regime: Regime

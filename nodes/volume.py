@@ -11,7 +11,7 @@ Per timeframe, on the run's indicator frame (closed candles up to the run's cloc
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,17 @@ from tools.volume_profile import (
 NODE = "volume"
 PROFILE_WINDOW = 100
 WAVES_SHOWN = 6
+_SECOND_NS = 1_000_000_000
+
+
+def _datetimes(times: pd.DatetimeIndex, rows: np.ndarray) -> list[datetime]:
+    """`times.array[rows].to_pydatetime().tolist()`: on a UTC nanosecond index of whole seconds, the same
+    datetimes made from the integers, at half the cost of pandas boxing an array of them first."""
+    if isinstance(times, pd.DatetimeIndex) and times.tz is UTC and times.unit == "ns":
+        nanoseconds = times.asi8[rows]
+        if not (nanoseconds % _SECOND_NS).any():  # NaT's integer is no whole second either
+            return [datetime.fromtimestamp(second, UTC) for second in (nanoseconds // _SECOND_NS).tolist()]
+    return times.array[rows].to_pydatetime().tolist()
 
 
 def window_profiles(
@@ -86,7 +97,7 @@ def describe(frame: pd.DataFrame) -> TimeframeVolume:
     # Every time reported, boxed in one call rather than one index lookup per time (from the index's
     # array: the same datetimes, without building an index around them first).
     edges = [(n - (k + 1) * size, n - k * size - 1) for k in range(windows)] + [(w.first, w.last) for w in waves]
-    stamps = iter(times.array[np.asarray(edges, dtype=int).reshape(-1)].to_pydatetime().tolist())
+    stamps = iter(_datetimes(times, np.asarray(edges, dtype=int).reshape(-1)))
     profiles = window_profiles(low, high, volume, windows, stamps)
     recent, previous = profiles[0], (profiles[1] if len(profiles) > 1 else None)
     shift = None

@@ -32,12 +32,33 @@ def extremes(values: np.ndarray, width: int, beats: np.ufunc) -> np.ndarray:
     A NaN on either side of a comparison is never beaten, so a NaN candle is no pivot and hides none.
     """
     n = len(values)
+    combine = _BEATEN_BY_ALL_OF.get(beats)
+    if combine is not None and width >= 1 and n >= 2 * width + 1:
+        return np.flatnonzero(_beats_neighbours(values, width, beats, combine)) + width
     centre = values[width : n - width]
     found = np.ones(len(centre), dtype=bool)
     for k in range(1, width + 1):  # comparisons against each neighbour: no windows copied
         found &= beats(centre, values[width - k : n - width - k])
         found &= beats(centre, values[width + k : n - width + k])
     return np.flatnonzero(found) + width
+
+
+# The running extreme that a value must beat to beat every value it covers.
+_BEATEN_BY_ALL_OF: dict[np.ufunc, np.ufunc] = {np.greater: np.maximum, np.less: np.minimum}
+
+
+def _beats_neighbours(values: np.ndarray, width: int, beats: np.ufunc, combine: np.ufunc) -> np.ndarray:
+    """For rows width..n-width-1 (width >= 1, n >= 2 * width + 1): whether the row beats its `width` neighbours
+    on each side. Beating every neighbour = beating the max (min) of each side's: max/min are exact and carry
+    a NaN through, so the outcomes are the pairwise comparisons', in fewer passes."""
+    n = len(values)
+    reach = values  # reach[i]: the extreme of values[i : i + width]
+    for k in range(1, width):
+        reach = combine(reach[:-1], values[k:])
+    centre = values[width : n - width]
+    found = beats(centre, reach[: n - 2 * width])  # the `width` rows before each centre
+    found &= beats(centre, reach[width + 1 :])  # and the `width` rows after it
+    return found
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,8 @@ def volume_by_bins(
 
     Each step runs once over every window, with each window's numbers exactly those of its own call.
     """
-    bottom, top = low.min(axis=1).tolist(), high.max(axis=1).tolist()
-    # A linspace per window: given several, it uses another formula for all when one has a zero range.
-    edges = np.stack([np.linspace(b, t, bins + 1) for b, t in zip(bottom, top, strict=True)])
+    bottom, top = low.min(axis=1), high.max(axis=1)
+    edges = bin_edges(bottom, top, bins)
     span = high - low
     flat = span <= 0
     # (windows, candles, bins) overlaps, computed in place: the temporaries cost more than the arithmetic.
@@ -58,12 +57,33 @@ def volume_by_bins(
     share -= np.maximum(low[:, :, None], edges[:, None, :-1])
     np.maximum(share, 0.0, out=share)
     # A flat (or inverted) candle overlaps no bin by a positive width, so its row is already 0.
-    np.divide(share, span[:, :, None], out=share, where=~flat[:, :, None])
+    flat_rows = flat.any(axis=1)
+    if flat_rows.any():
+        np.divide(share, span[:, :, None], out=share, where=~flat[:, :, None])
+    else:  # the same quotients; a masked divide costs twice an unmasked one
+        share /= span[:, :, None]
     share *= volume[:, :, None]
     hist = share.sum(axis=1)  # over each window's candles, in order, as a sum over one window's
-    for row in np.flatnonzero(flat.any(axis=1)).tolist():  # rare: a window with a flat candle
-        _add_flat(hist[row], edges[row], low[row, flat[row]], volume[row, flat[row]], top[row] > bottom[row])
+    for row in np.flatnonzero(flat_rows).tolist():  # rare: a window with a flat candle
+        _add_flat(hist[row], edges[row], low[row, flat[row]], volume[row, flat[row]], bool(top[row] > bottom[row]))
     return edges, hist
+
+
+def bin_edges(bottom: np.ndarray, top: np.ndarray, bins: int) -> np.ndarray:
+    """``np.linspace(bottom[w], top[w], bins + 1)`` for each window w, as rows.
+
+    linspace's own arithmetic (k * step + start, the last edge set to stop) on all rows in a few
+    calls instead of one linspace each. linspace computes a zero step (a flat window, or a range so
+    small that range / bins underflows) another way; and given several windows at once it would use
+    that way for all of them: such windows get their own linspace.
+    """
+    step = (top - bottom) / bins if bins > 0 else np.zeros_like(bottom)
+    if bins < 1 or not step.all():
+        return np.stack([np.linspace(b, t, bins + 1) for b, t in zip(bottom.tolist(), top.tolist(), strict=True)])
+    edges = np.arange(bins + 1.0) * step[:, None]
+    edges += bottom[:, None]
+    edges[:, -1] = top
+    return edges
 
 
 def _add_flat(hist: np.ndarray, edges: np.ndarray, price: np.ndarray, volume: np.ndarray, has_range: bool) -> None:
@@ -90,9 +110,10 @@ def value_area(edges: np.ndarray, hist: np.ndarray, share: float = VALUE_AREA_SH
         return Profile(bounds[0], bounds[0], bounds[0])
     centre = (bounds[0] + bounds[-1]) / 2
     # Mid prices of the fullest bins, in bin order: min takes the first (lower) on a tie.
-    mids = {j: (bounds[j] + bounds[j + 1]) / 2 for j in np.flatnonzero(hist == hist.max()).tolist()}
+    # np.maximum / np.add .reduce are what ndarray.max / .sum run, without their Python-level wrapper.
+    mids = {j: (bounds[j] + bounds[j + 1]) / 2 for j in np.flatnonzero(hist == np.maximum.reduce(hist)).tolist()}
     poc = min(mids, key=lambda j: abs(mids[j] - centre))
-    target = share * hist.sum()
+    target = share * np.add.reduce(hist)
     volumes = hist.tolist()  # the same doubles; Python floats are ~5x cheaper to index one by one
     lo = hi = poc
     held = volumes[poc]
@@ -150,26 +171,36 @@ def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, i
     """(direction, previous turn, turn or newest candle) of every wave; see `weis_waves`.
 
     On Python floats, with the direction's sign folded into each comparison (-(a - b) is b - a
-    exactly): the same doubles and outcomes as the numpy-scalar loop it replaces, at a fraction of
-    its cost per candle.
+    exactly): the same doubles and outcomes as the numpy-scalar loop it replaces. One tight loop per
+    wave direction, so no candle re-tests which way the wave runs.
     """
+    n = len(close)
+    if n > 1 and len(threshold) < n:  # as zip(close[1:], threshold[1:n], strict=True) refused it
+        raise ValueError("zip() argument 2 is shorter than argument 1")
     spans: list[tuple[int, int, int]] = []
-    direction = 0  # +1 up, -1 down, 0 not yet known
-    turn = extreme = 0  # the previous turning candle (the anchor at first) and the wave's extreme so far
-    start = peak = close[0] if close else 0.0  # peak: close[extreme]
-    for i, (price, step) in enumerate(zip(close[1:], threshold[1 : len(close)], strict=True), start=1):
-        if direction == 0:
-            if abs(price - start) > step:
-                direction, extreme, peak = (1 if price > start else -1), i, price
-            continue
-        gain = price - peak if direction > 0 else peak - price  # direction * (price - peak)
-        if gain >= 0:
-            extreme, peak = i, price
-        elif -gain > step:  # direction * (peak - price)
+    start = close[0] if close else 0.0
+    i = 1
+    while i < n and not abs(close[i] - start) > threshold[i]:  # the direction is unknown until then
+        i += 1
+    if i >= n:
+        return spans
+    direction = 1 if close[i] > start else -1
+    turn, extreme, peak = 0, i, close[i]  # the previous turning candle, the wave's extreme and its close
+    i += 1
+    while i < n:
+        while i < n:
+            price = close[i]
+            gain = direction * (price - peak)  # times ±1 is exact: the move in the wave's direction
+            if gain >= 0:
+                extreme, peak = i, price
+            elif -gain > threshold[i]:
+                break
+            i += 1
+        if i < n:  # a retracement beyond the threshold confirmed the extreme as a turn
             spans.append((direction, turn, extreme))
             direction, turn, extreme, peak = -direction, extreme, i, price
-    if direction != 0:
-        spans.append((direction, turn, len(close) - 1))
+            i += 1
+    spans.append((direction, turn, n - 1))
     return spans
 
 
@@ -178,7 +209,7 @@ def _wave(direction: int, turn: int, end: int, close: list[float], volume: np.nd
         direction="UP" if direction > 0 else "DOWN",
         first=turn + 1,
         last=end,
-        volume=float(volume[turn + 1 : end + 1].sum()),
+        volume=float(np.add.reduce(volume[turn + 1 : end + 1])),  # = .sum(), without its wrapper
         price_change=close[end] - close[turn],  # Python floats: the same difference as numpy's
     )
 
@@ -240,8 +271,13 @@ def obv_divergence(
     older_p, newer_p, older_o, newer_o = prices[:half], prices[half:], flows[:half], flows[half:]
     if np.isnan(flows).any():
         return None
-    bullish = newer_p.min() < older_p.min() and newer_o.min() > older_o.min()
-    bearish = newer_p.max() > older_p.max() and newer_o.max() < older_o.max()
+    if np.isnan(prices).any():  # numpy's NaN-propagating min/max
+        bullish = newer_p.min() < older_p.min() and newer_o.min() > older_o.min()
+        bearish = newer_p.max() > older_p.max() and newer_o.max() < older_o.max()
+    else:  # no NaN: Python's min/max of the same doubles pick the same values, without numpy's per-call cost
+        p, o = prices.tolist(), flows.tolist()
+        bullish = min(p[half:]) < min(p[:half]) and min(o[half:]) > min(o[:half])
+        bearish = max(p[half:]) > max(p[:half]) and max(o[half:]) < max(o[:half])
     if bullish == bearish:
         return None
     return "BULLISH" if bullish else "BEARISH"
