@@ -3,6 +3,7 @@ import { $, el, get, notify, post } from "./api.js";
 
 let steps = [];  // oldest first
 let threadId = null;
+let shown = 0;  // the latest step asked for: a slower answer for an earlier click must not overwrite it
 
 function value(v) {
   const text = JSON.stringify(v);
@@ -14,7 +15,9 @@ async function show(index) {
   const info = steps[index];
   $("replay-slider").value = index;
   $("replay-position").textContent = `step ${info.step} (${index + 1} of ${steps.length}) · ${info.nodes.join(", ")} → ${info.next.join(", ") || "end"}`;
+  const asked = ++shown;
   const detail = await get(`/runs/${threadId}/checkpoints/${info.checkpoint_id}`);
+  if (asked !== shown) return;
   const decision = detail.values.decision;
   $("replay-step").replaceChildren(
     el("p", {}, `checkpoint ${detail.checkpoint_id} · ${detail.created_at || ""}`),
