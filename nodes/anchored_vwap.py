@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +27,19 @@ NODE = "anchored_vwap"
 
 @dataclass(frozen=True)
 class _Anchored:
-    """A timeframe's anchors that have a VWAP to report, with those VWAPs: what its projections are fitted to."""
+    """A timeframe's anchors that have a VWAP to report, with those VWAPs and each one's own share of its
+    projection (`avwap.prepare_projections`): what its reports are finished from."""
 
     anchors: list[avwap.Anchor]
     paths: list[np.ndarray]
+    prepared: list[avwap.Prepared]
 
 
-def _anchored(loaded: IndicatorFrame) -> _Anchored:
-    candles = avwap.Candles.of(loaded.frame)  # the columns once, for every anchor and VWAP below
-    anchors = avwap.choose_anchors_in(candles)
-    paths = candles.vwaps([anchor.position for anchor in anchors])
+def _anchored(anchors: list[avwap.Anchor], paths: np.ndarray) -> _Anchored:
     # No volume traded since the anchor (a NaN last value): there is no VWAP to report.
     reported = [(anchor, path) for anchor, path in zip(anchors, paths, strict=True) if not math.isnan(path[-1])]
-    return _Anchored([anchor for anchor, _ in reported], [path for _, path in reported])
+    kept = [path for _, path in reported]
+    return _Anchored([anchor for anchor, _ in reported], kept, avwap.prepare_projections(kept))
 
 
 def _report(anchored: _Anchored, projections: Sequence[avwap.Projection]) -> TimeframeVwaps:
@@ -57,23 +57,58 @@ def _report(anchored: _Anchored, projections: Sequence[avwap.Projection]) -> Tim
     return TimeframeVwaps(kernel=avwap.KERNEL_FORM, vwaps=vwaps)
 
 
+def _anchored_alone(loaded: IndicatorFrame) -> _Anchored:
+    candles = avwap.Candles.of(loaded.frame)  # the columns once, for every anchor and VWAP
+    anchors = avwap.choose_anchors_in(candles)
+    return _anchored(anchors, candles.vwaps([anchor.position for anchor in anchors]))
+
+
 def timeframe_vwaps(loaded: IndicatorFrame) -> TimeframeVwaps:
-    anchored = _anchored(loaded)
-    return _report(anchored, avwap.project_vwaps(anchored.paths))  # fitted together, each to its own numbers
+    anchored = _anchored_alone(loaded)
+    return _report(anchored, avwap.finish_projections(anchored.prepared))
 
 
-def timeframes_vwaps(frames: Sequence[IndicatorFrame]) -> list[TimeframeVwaps]:
-    """`timeframe_vwaps` of each frame, every timeframe's VWAPs projected in one batch.
+def _each_alone(anchored: Sequence[_Anchored]) -> None:
+    """Finish the timeframes' projections one timeframe at a time: raises the error the first failing one
+    raises alone, which is what a loop of `timeframe_vwaps` raises."""
+    for each in anchored:
+        avwap.finish_projections(each.prepared)
 
-    A batch gives each VWAP its lone fit's numbers (`tools.avwap_fit`); fitting a symbol's ~24 VWAPs
-    at once pays the fit's fixed numpy overhead once instead of once per timeframe.
+
+def timeframes_vwaps(frames: Sequence[IndicatorFrame], anchored_one: Callable[[int], None] | None = None) -> list[TimeframeVwaps]:
+    """`timeframe_vwaps` of each frame, with the same results and the same error, every timeframe's
+    projections finished in one batch.
+
+    A batch gives each VWAP its lone fit's numbers (`tools.avwap_fit`); finishing a symbol's ~24 fits
+    at once pays the fit's fixed numpy overhead once instead of once per timeframe; so do choosing all
+    the timeframes' anchors and running their VWAPs at once (`avwap.choose_anchors_each`, `vwaps_each`).
+    What is each VWAP's own (its targets and grid squares) is done timeframe by timeframe, and
+    `anchored_one(i)` is told when frame i's share is done: the node's progress reports.
     """
-    anchored = [_anchored(loaded) for loaded in frames]
-    projections = avwap.project_vwaps([path for each in anchored for path in each.paths])
+    try:
+        candles = [avwap.Candles.of(loaded.frame) for loaded in frames]
+        anchors: list[list[avwap.Anchor]] | None = avwap.choose_anchors_each(candles)
+        paths = avwap.vwaps_each(candles, [[anchor.position for anchor in each] for each in anchors])
+    except Exception:  # noqa: BLE001  # raised again below, by the timeframe that raises it alone
+        anchors = None
+    anchored: list[_Anchored] = []
+    for i, loaded in enumerate(frames):
+        try:
+            anchored.append(_anchored_alone(loaded) if anchors is None else _anchored(anchors[i], paths[i]))
+        except Exception:
+            _each_alone(anchored)  # a loop of timeframe_vwaps would have met an earlier timeframe's error first
+            raise
+        if anchored_one is not None:
+            anchored_one(i)
+    try:
+        projections = avwap.finish_projections([prepared for each in anchored for prepared in each.prepared])
+    except Exception:
+        _each_alone(anchored)  # the first failing timeframe's own error
+        raise
     reports, start = [], 0
     for each in anchored:
-        reports.append(_report(each, projections[start : start + len(each.paths)]))
-        start += len(each.paths)
+        reports.append(_report(each, projections[start : start + len(each.prepared)]))
+        start += len(each.prepared)
     return reports
 
 
@@ -81,28 +116,20 @@ async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dic
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
     loaded = {tf: await frames.get(request.symbol, tf, market.as_of) for tf in market.timeframes}
+    timeframes = list(market.timeframes)
 
-    def progress(done: int, tf: str) -> None:
-        # The longest analyst: a progress report per timeframe reaches the run's event stream.
-        runtime.stream_writer({"node": NODE, "stage": "projections", "timeframe": tf, "done": done, "total": len(loaded)})
+    def progress(i: int) -> None:
+        # The longest analyst: a progress report per timeframe reaches the run's event stream as soon as
+        # the timeframe's VWAPs have their own share of the projections done (anchors and VWAPs come first,
+        # every timeframe's at once; the batched rest of the projections follows the last report). A
+        # failing timeframe stops them at the one before it.
+        tf = timeframes[i]
+        runtime.stream_writer({"node": NODE, "stage": "vwaps", "timeframe": tf, "done": i + 1, "total": len(loaded)})
 
-    by_timeframe = {}
     # The BLAS thread limit once for every timeframe; no await inside it (see one_blas_thread).
     with avwap.one_blas_thread():
-        try:
-            batched = timeframes_vwaps([loaded[tf] for tf in market.timeframes])
-        except Exception:  # noqa: BLE001  # raised again below, by the replay
-            batched = None
-        if batched is None:
-            # Replayed timeframe by timeframe: the progress reports of the timeframes before the failing one
-            # reach the stream, then that timeframe's own exception, as an unbatched loop gives them.
-            for done, tf in enumerate(market.timeframes, start=1):
-                by_timeframe[tf] = timeframe_vwaps(loaded[tf])
-                progress(done, tf)
-        else:
-            for done, (tf, vwaps) in enumerate(zip(market.timeframes, batched, strict=True), start=1):
-                by_timeframe[tf] = vwaps
-                progress(done, tf)
+        reports = timeframes_vwaps([loaded[tf] for tf in timeframes], progress)
+    by_timeframe = dict(zip(timeframes, reports, strict=True))
     report = AnchoredVwapReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     count = sum(len(v.vwaps) for v in by_timeframe.values())
     return {

@@ -15,10 +15,33 @@ import pytest
 
 import nodes.anchored_vwap as node
 from state.analysis import AnchoredVwap, TimeframeVwaps
-from tools.avwap import ALPHA, HORIZONS, KERNEL_FORM, SIGMA_0, WINDOW, Candles, Hyper, Targets, _inputs, _max_likelihood, choose_anchors_in, posterior, project_vwap
+from tools import avwap
+from tools.avwap import (
+    ALPHA,
+    HORIZONS,
+    KERNEL_FORM,
+    SIGMA_0,
+    WINDOW,
+    Candles,
+    Hyper,
+    Targets,
+    _inputs,
+    _max_likelihood,
+    choose_anchors_each,
+    choose_anchors_in,
+    posterior,
+    project_vwap,
+)
 from tools.avwap_fit import _prior_linear
 from tools.frames import FrameCache, IndicatorFrame
 from tools.market_data.builtin import BuiltinSource, builtin_markets
+from tools.pivots import (
+    PivotRows,
+    _left_prominence_by_kind,
+    left_prominence,
+    pivot_rows,
+    true_range,
+)
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
 TIMEFRAMES = ["5m", "15m", "1h", "4h", "1d", "1w"]
@@ -128,7 +151,7 @@ def run_node(frames: dict[str, pd.DataFrame], progress: list[dict], monkeypatch:
             return IndicatorFrame(timeframe, frames[timeframe])
 
     monkeypatch.setattr(node, "services", lambda runtime, request: SimpleNamespace(frames=Frames()))
-    runtime = SimpleNamespace(stream_writer=progress.append)
+    runtime = SimpleNamespace(stream_writer=progress.append)  # a bound method: a subclass's own append too
     state = {"request": SimpleNamespace(symbol="X/USDT"), "market": SimpleNamespace(timeframes=list(frames), as_of=CLOCK)}
     return asyncio.run(node.anchored_vwap(state, runtime))  # type: ignore[arg-type]
 
@@ -189,3 +212,173 @@ def test_posterior_is_the_one_of_kernels_formed_apart(seed: int) -> None:
             mean, sd = posterior(targets, HORIZONS, h)
             expected_mean, expected_sd = posterior_formed_apart(targets, h)
             assert bits(mean) == bits(expected_mean) and bits(sd) == bits(expected_sd), (n, h)
+
+
+# --- Anchors of all timeframes at once, and the pivots and scores they are chosen from ---
+
+
+def rough_walk(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Highs, lows and closes with ties (rounded prices) and, for some seeds, NaN, infinities and signed zeros."""
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    if seed % 3 == 0:
+        close = np.round(close)
+    high, low = close + rng.choice([0.0, 0.5, 1.0], n), close - rng.choice([0.0, 0.5, 1.0], n)
+    if n and seed % 5 == 0:
+        high[rng.integers(0, n, 3)] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], 3)
+        low[rng.integers(0, n, 3)] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], 3)
+    if n and seed % 7 == 0:
+        close[rng.integers(0, n)] = np.nan
+    if seed % 11 == 0:
+        high[:], low[:], close[:] = 4.0, 4.0, 4.0  # flat: no pivot at all
+    return high, low, close
+
+
+def pivots_one_by_one(high: np.ndarray, low: np.ndarray, width: int, since: int) -> list[tuple[int, bool, float]]:
+    """(row, is a swing high, price) of each swing pivot by its definition, a high before a low on one candle."""
+    rows = []
+    for p in range(max(width, since), len(high) - width):
+        around = [*range(p - width, p), *range(p + 1, p + width + 1)]
+        if all(high[p] > high[j] for j in around):
+            rows.append((p, True, float(high[p])))
+        if all(low[p] < low[j] for j in around):
+            rows.append((p, False, float(low[p])))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_pivot_rows_are_the_pivots_one_by_one(seed: int) -> None:
+    high, low, _ = rough_walk(int(np.random.default_rng(seed).integers(0, 90)), seed)
+    for width in (1, 2, 3, 4):
+        for since in (-2, 0, 3, len(high) // 2, len(high) + 4):
+            found = pivot_rows(high, low, width, since)
+            rows = list(zip(found.positions.tolist(), found.is_high.tolist(), found.prices.tolist(), strict=True))
+            assert repr(rows) == repr(pivots_one_by_one(high, low, width, since)), (width, since)
+            assert found.positions.dtype == np.intp and found.is_high.dtype == bool
+    # Other dtypes take the kind-by-kind comparisons: the same pivots.
+    as_float32 = pivot_rows(high.astype(np.float32), low.astype(np.float32), 3)
+    assert as_float32.positions.tolist() == [p for p, _, _ in pivots_one_by_one(high.astype(np.float32), low.astype(np.float32), 3, 0)]
+
+
+def prominence_one_by_one(high: np.ndarray, low: np.ndarray, close: np.ndarray, rows: PivotRows, lookback: int) -> np.ndarray:
+    """`left_prominence` pivot by pivot, as `pivot_significance` defines it."""
+    ranges = true_range(high, low, close)
+    scores = []
+    for p, is_high in zip(rows.positions.tolist(), rows.is_high.tolist(), strict=True):
+        start = max(0, p - lookback)
+        at_level = [q for q in range(start, p) if (high[q] >= high[p] if is_high else low[q] <= low[p])]
+        first = at_level[-1] + 1 if at_level else start
+        move = high[p] - np.min(low[first : p + 1]) if is_high else np.max(high[first : p + 1]) - low[p]
+        unit = np.add.reduce(ranges[start : p + 1]) / (p + 1 - start)
+        scores.append(move / unit if unit > 0 else 0.0)
+    return np.array(scores, dtype=float)
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_left_prominence_is_each_pivots_own_move(seed: int) -> None:
+    high, low, close = rough_walk(int(np.random.default_rng(seed).integers(1, 200)), seed)
+    with np.errstate(all="ignore"):
+        for since, lookback in ((0, 20), (len(high) // 2, 20), (0, 1), (0, 5)):
+            rows = pivot_rows(high, low, 3, since)
+            scores = left_prominence(high, low, close, rows, lookback)
+            kind_by_kind = _left_prominence_by_kind(high, low, close, rows, lookback)
+            assert bits(scores) == bits(kind_by_kind), (since, lookback)
+            if not (np.isnan(high).any() or np.isnan(low).any()):  # NaN: the loop's min/max and numpy's differ by design
+                assert bits(scores) == bits(prominence_one_by_one(high, low, close, rows, lookback)), (since, lookback)
+        # Rows out of the frame or no lookback at all: the kind-by-kind code's result or error.
+        odd = PivotRows(np.array([len(high) + 1, -1]), np.array([True, False]), np.zeros(2))
+        for lookback in (0, 20):
+            for pivots in (odd, pivot_rows(high, low, 3)):
+                try:
+                    expected = bits(_left_prominence_by_kind(high, low, close, pivots, lookback))
+                except Exception as error:  # noqa: BLE001
+                    with pytest.raises(type(error)):
+                        left_prominence(high, low, close, pivots, lookback)
+                else:
+                    assert bits(left_prominence(high, low, close, pivots, lookback)) == expected
+
+
+def candles_of(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> Candles:
+    index = pd.date_range("2026-01-01", periods=len(close), freq="1h", tz=UTC)
+    return Candles(high, low, close, np.ones(len(close)), index)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_anchors_chosen_together_are_each_frames_own(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([0, 1, 7, 25, 60, 130, 300], int(rng.integers(1, 7)))
+    frames = [candles_of(*rough_walk(int(n), seed * 10 + i)) for i, n in enumerate(lengths)]
+    with np.errstate(all="ignore"):
+        for width, recent, per_kind in ((3, 120, 2), (2, 40, 1), (1, 300, 3), (3, 120, 0), (4, 10, 5)):
+            alone = [choose_anchors_in(candles, width, recent, per_kind) for candles in frames]
+            together = choose_anchors_each(frames, width, recent, per_kind)
+            assert repr(together) == repr(alone), (width, recent, per_kind)  # repr: NaN scores compare equal
+
+
+def test_anchors_of_a_symbols_timeframes_are_each_timeframes_own() -> None:
+    for frames in builtin_frames(6):
+        candles = [Candles.of(loaded.frame) for loaded in frames]
+        assert choose_anchors_each(candles) == [choose_anchors_in(each) for each in candles]
+
+
+def test_progress_comes_as_each_timeframe_is_anchored_before_the_batched_projections(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = {tf: walk(120, seed) for seed, tf in enumerate(TIMEFRAMES)}
+    steps: list[str] = []
+    prepare, finish = avwap.prepare_projections, avwap.finish_projections
+    monkeypatch.setattr(avwap, "prepare_projections", lambda paths: steps.append("prepare") or prepare(paths))
+    monkeypatch.setattr(avwap, "finish_projections", lambda prepared: steps.append("finish") or finish(prepared))
+    progress: list[dict] = []
+    report = run_node(frames, _Logged(progress, steps), monkeypatch)["levels"].anchored_vwap
+    assert steps == ["prepare", "progress"] * len(frames) + ["finish"]
+    assert [(p["timeframe"], p["done"], p["total"]) for p in progress] == [(tf, i, len(frames)) for i, tf in enumerate(frames, 1)]
+    expected = [straightforward(IndicatorFrame(tf, frame)) for tf, frame in frames.items()]
+    assert exactly(list(report.by_timeframe.values())) == exactly(expected)
+
+
+class _Logged(list):
+    """A progress list that also logs each report among the other steps."""
+
+    def __init__(self, progress: list[dict], steps: list[str]) -> None:
+        super().__init__()
+        self.progress, self.steps = progress, steps
+
+    def append(self, item: dict) -> None:
+        self.steps.append("progress")
+        self.progress.append(item)
+
+
+def test_a_failing_projection_raises_the_first_failing_timeframes_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = {tf: walk(60 + 10 * seed, seed) for seed, tf in enumerate(TIMEFRAMES)}
+    finish = avwap.finish_projections
+
+    def fails_on_long_windows(prepared: list) -> list:
+        lengths = sorted({len(each.values) for each in prepared})
+        if any(n >= 60 for n in lengths):  # frames 1h on (90+ candles) fail, each with its own message
+            raise np.linalg.LinAlgError(f"lengths {lengths}")
+        return finish(prepared)
+
+    monkeypatch.setattr(avwap, "finish_projections", fails_on_long_windows)
+    with pytest.raises(np.linalg.LinAlgError) as alone:
+        for tf, frame in frames.items():
+            node.timeframe_vwaps(IndicatorFrame(tf, frame))
+    progress: list[dict] = []
+    with pytest.raises(np.linalg.LinAlgError) as batched:
+        run_node(frames, progress, monkeypatch)
+    assert str(batched.value) == str(alone.value)
+
+
+def test_vwap_rows_of_several_frames_are_each_frames_own() -> None:
+    odd = [Candles.of(frame) for frame in odd_frames()]
+    rng = np.random.default_rng(7)
+    for frames in ([Candles.of(walk(200, seed)) for seed in range(5)], odd, [odd[4], odd[5]], [odd[0]]):
+        positions = [sorted(rng.integers(0, len(c.close), int(rng.integers(0, 6))).tolist()) if len(c.close) else [] for c in frames]
+        together = avwap.vwaps_each(frames, positions)
+        assert len(together) == len(frames)
+        for candles, where, rows in zip(frames, positions, together, strict=True):
+            assert rows.shape == (len(where), len(candles.close)) and bits(rows) == bits(candles.vwaps(where))
+    frames = [Candles.of(walk(50, seed)) for seed in range(3)]
+    with pytest.raises(ValueError) as alone:
+        frames[1].vwaps([50])
+    with pytest.raises(ValueError) as together:
+        avwap.vwaps_each(frames, [[3], [50], [-1]])
+    assert str(together.value) == str(alone.value)

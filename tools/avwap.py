@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain, pairwise
 from typing import Literal
 
 import numpy as np
@@ -29,12 +30,15 @@ from tools.avwap_fit import (  # noqa: F401  # re-exported: the projection's hom
     WINDOW,
     Z95,
     Hyper,
+    Prepared,
     Projection,
     Targets,
     _inputs,
     _max_likelihood,
+    finish_projections,
     one_blas_thread,
     posterior,
+    prepare_projections,
     project_vwap,
     project_vwaps,
 )
@@ -106,6 +110,29 @@ class Candles:
         return (self.high + self.low + self.close) / 3.0 * self.volume
 
 
+def vwaps_each(frames: Sequence[Candles], anchor_positions: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """`Candles.vwaps` of each frame's anchor positions; frames of one length in one set of numpy calls
+    (each row's running sums are still that row's alone: a cumsum runs along its row)."""
+    length = len(frames[0].close) if frames else 0
+    if len(frames) < 2 or any(len(candles.close) != length for candles in frames):
+        return [candles.vwaps(positions) for candles, positions in zip(frames, anchor_positions, strict=True)]
+    for positions in anchor_positions:  # the first bad position in frame order: the error a loop of `vwaps` meets
+        for position in positions:
+            if not 0 <= position < length:
+                raise ValueError(f"anchor position {position} outside a frame of {length} candles")
+    counts = [len(positions) for positions in anchor_positions]
+    starts = np.fromiter(chain.from_iterable(anchor_positions), dtype=np.intp, count=sum(counts)).reshape(-1, 1)
+    owner = np.repeat(np.arange(len(frames)), counts)
+    typical_volume = np.array([candles.typical_volume for candles in frames])[owner]
+    volume = np.array([candles.volume for candles in frames])[owner]
+    after = np.arange(length) >= starts  # as `vwaps`: -0.0 before each row's anchor leaves its sums as they were
+    price_volume = np.where(after, typical_volume, -0.0).cumsum(axis=1)
+    cum_volume = np.where(after, volume, -0.0).cumsum(axis=1)
+    out = np.full((len(starts), length), np.nan)
+    np.divide(price_volume, cum_volume, out=out, where=cum_volume > 0)
+    return np.split(out, np.cumsum(counts)[:-1])
+
+
 def anchored_vwap(frame: pd.DataFrame, anchor_position: int) -> np.ndarray:
     """VWAP from the anchor candle onward, NaN before it.
 
@@ -140,11 +167,21 @@ def pivot_significance(frame: pd.DataFrame, width: int = PIVOT_WIDTH, lookback: 
 def _anchors(candles: Candles, rows: PivotRows, scores: np.ndarray, which: np.ndarray) -> list[Anchor]:
     """Anchors of the pivots `which` (indices into `rows`), their times boxed in one call."""
     positions = rows.positions[which]
-    # From the index's array: the same boxed values, without building an Index around them first.
-    times = list(candles.index.array[positions])
+    times = _times(candles.index, positions)
     kinds: list[AnchorKind] = ["swing_high" if high else "swing_low" for high in rows.is_high[which].tolist()]
     fields = (positions.tolist(), times, rows.prices[which].tolist(), kinds, scores[which].tolist())
     return [Anchor(*anchor) for anchor in zip(*fields, strict=True)]
+
+
+def _times(index: pd.Index, positions: np.ndarray) -> list:
+    """The index's values at `positions`, boxed as iterating the index boxes them."""
+    if isinstance(index, pd.DatetimeIndex) and index.unit == "ns":
+        # A Timestamp from its nanoseconds (UTC) and the index's zone is the one the index boxes, and
+        # building the handful of anchors' costs a third of slicing the index's array for them.
+        tz = index.tz
+        return [pd.Timestamp(value, tz=tz) for value in index.asi8[positions].tolist()]
+    # From the index's array: the same boxed values, without building an Index around them first.
+    return list(index.array[positions])
 
 
 def select_anchors(scored: list[Anchor], newest: int, recent: int = RECENT, per_kind: int = PER_KIND) -> list[Anchor]:
@@ -183,3 +220,49 @@ def choose_anchors_in(
     chosen = np.concatenate((ranked[:highs][:per_kind], ranked[highs:][:per_kind]))
     return _anchors(candles, rows, scores, chosen)
 
+
+
+def choose_anchors_each(
+    frames: Sequence[Candles], width: int = PIVOT_WIDTH, recent: int = RECENT, per_kind: int = PER_KIND
+) -> list[list[Anchor]]:
+    """`choose_anchors_in` of each frame's candles, the pivots of all of them found and scored together.
+
+    The frames are joined end to end, a NaN candle after each: a NaN beats no neighbour and is beaten
+    by none, so no pivot is found within `width` candles of a frame's edge, as in the frame alone, and
+    the true range after it is high - low, a frame's first candle's. A pivot at least LOOKBACK candles
+    into its frame is scored from its own frame's candles alone, so its number is the one the frame
+    alone gives; frames with a pivot nearer their start or a NaN score take `choose_anchors_in`.
+    """
+    columns = [(candles.high, candles.low, candles.close) for candles in frames]
+    plain = all(column.dtype == np.float64 and column.ndim == 1 for each in columns for column in each)
+    if len(frames) < 2 or width < 1 or per_kind < 0 or not plain:
+        return [choose_anchors_in(candles, width, recent, per_kind) for candles in frames]
+    lengths = np.array([len(candles.close) for candles in frames])
+    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
+    gap = np.full(1, np.nan)
+    high, low, close = (np.concatenate([part for each in columns for part in (each[k], gap)]) for k in range(3))
+    found = pivot_rows(high, low, width)
+    frame = np.searchsorted(starts, found.positions, side="right") - 1
+    relative = found.positions - starts[frame]
+    recent_enough = relative >= (lengths - recent)[frame]  # choose_anchors_in's `since`, frame by frame
+    frame, relative = frame[recent_enough], relative[recent_enough]
+    rows = PivotRows(found.positions[recent_enough], found.is_high[recent_enough], found.prices[recent_enough])
+    scores = left_prominence(high, low, close, rows, LOOKBACK)
+    alone = np.zeros(len(frames), dtype=bool)
+    alone[frame[(relative < LOOKBACK) | np.isnan(scores)]] = True
+    # choose_anchors_in's order within each frame (highs first, each kind by significance then recency,
+    # descending), the frames one after another: the first `per_kind` of each (frame, kind) run are kept.
+    ranked = np.lexsort((relative, scores, rows.is_high, frame))[::-1]
+    run = (2 * frame + ~rows.is_high)[ranked]
+    kept = np.full(len(ranked), per_kind > 0)
+    if 0 < per_kind < len(run):
+        kept[per_kind:] = run[per_kind:] != run[:-per_kind]  # fewer than `per_kind` places into its run
+    chosen = ranked[kept]
+    chosen = chosen[np.argsort(frame[chosen], kind="stable")]
+    bounds = np.searchsorted(frame[chosen], np.arange(len(frames) + 1)).tolist()
+    by_frame = [chosen[start:end] for start, end in pairwise(bounds)]
+    local = PivotRows(relative, rows.is_high, rows.prices)
+    return [
+        choose_anchors_in(candles, width, recent, per_kind) if alone[i] else _anchors(candles, local, scores, which)
+        for i, (candles, which) in enumerate(zip(frames, by_frame, strict=True))
+    ]

@@ -117,12 +117,20 @@ def _max_likelihoods(ys: Sequence[np.ndarray]) -> list[Hyper]:
     (y' S^-1 y / n = |L^-1 y|^2 / n), leaving 27 shapes whose factors do not
     depend on y (`_grid_factors`). The grid is fixed, so the choice is deterministic.
     """
-    squares, log_det = np.empty((len(ys), len(_GRID))), np.empty((len(ys), len(_GRID)))
-    for i, y in enumerate(ys):
-        inverse, log_det[i] = _grid_factors(len(y))
-        whitened = inverse @ y  # (shapes, n): L^-1 y for every shape
-        squares[i] = np.einsum("ij,ij->i", whitened, whitened)
-    n = np.array([len(y) for y in ys])[:, None]
+    return _best_of([_grid_squares(y) for y in ys], [len(y) for y in ys])
+
+
+def _grid_squares(y: np.ndarray) -> np.ndarray:
+    """|L^-1 y|^2 for every grid shape: a fit's own share of `_max_likelihoods`, done as it does it."""
+    whitened = _grid_factors(len(y))[0] @ y  # (shapes, n): L^-1 y for every shape
+    return np.einsum("ij,ij->i", whitened, whitened)
+
+
+def _best_of(grid_squares: Sequence[np.ndarray], lengths: Sequence[int]) -> list[Hyper]:
+    """The rest of `_max_likelihoods`, for fits of `lengths` values with those `_grid_squares`: one row each."""
+    squares = np.array(grid_squares).reshape(len(lengths), len(_GRID))
+    log_det = np.array([_grid_factors(n)[1] for n in lengths]).reshape(len(lengths), len(_GRID))
+    n = np.array(lengths)[:, None]
     amplitude = np.maximum(squares / n, 1e-12)
     # Log marginal likelihood with the amplitude profiled out (constants dropped).
     score = -0.5 * (n * np.log(amplitude) + log_det)
@@ -302,21 +310,51 @@ def project_vwap(vwap: np.ndarray, horizons: tuple[int, ...] = HORIZONS, window:
 
 def project_vwaps(vwaps: Sequence[np.ndarray], horizons: tuple[int, ...] = HORIZONS, window: int = WINDOW) -> list[Projection]:
     """`project_vwap` of each VWAP, in order, fitted together (see the module's docstring)."""
-    defined = [vwap[~np.isnan(vwap)][-window:] for vwap in vwaps]
-    fitted = [values for values in defined if len(values) >= MIN_POINTS]
+    return finish_projections(prepare_projections(vwaps, window), horizons)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A VWAP's own share of its projection (`prepare_projections`): its newest defined values and, if
+    there are enough of them to fit, their targets and grid squares. What is left is done in a batch."""
+
+    values: np.ndarray
+    targets: Targets | None
+    grid_squares: np.ndarray | None
+
+
+def prepare_projections(vwaps: Sequence[np.ndarray], window: int = WINDOW) -> list[Prepared]:
+    """The steps of `project_vwaps` that each VWAP takes alone, so that a caller can do them as its
+    VWAPs come (a timeframe at a time) and `finish_projections` all of them in one batch."""
+    prepared = []
+    with one_blas_thread():
+        for vwap in vwaps:
+            values = vwap[~np.isnan(vwap)][-window:]
+            if len(values) < MIN_POINTS:
+                prepared.append(Prepared(values, None, None))
+                continue
+            targets = Targets.of(values / float(values[-1]))
+            prepared.append(Prepared(values, targets, _grid_squares(targets.standard)))
+    return prepared
+
+
+def finish_projections(prepared: Sequence[Prepared], horizons: tuple[int, ...] = HORIZONS) -> list[Projection]:
+    """The projections of `prepare_projections`' VWAPs (of one call or several), in order."""
+    fitted = [each for each in prepared if each.targets is not None]
     projections = iter(_project(fitted, horizons) if fitted else [])
-    return [next(projections) if len(values) >= MIN_POINTS else _no_fit(len(values)) for values in defined]
+    return [next(projections) if each.targets is not None else _no_fit(len(each.values)) for each in prepared]
 
 
 def _no_fit(count: int) -> Projection:
     return Projection([], f"no fit: {count} VWAP values, need {MIN_POINTS}")
 
 
-def _project(defined: list[np.ndarray], horizons: tuple[int, ...]) -> list[Projection]:
-    """The projections of VWAPs given as their newest values (at least MIN_POINTS each)."""
-    targets = [Targets.of(values / float(values[-1])) for values in defined]
+def _project(fitted: list[Prepared], horizons: tuple[int, ...]) -> list[Projection]:
+    """The projections of prepared VWAPs that have a fit (at least MIN_POINTS values each)."""
+    defined = [each.values for each in fitted]
+    targets: list[Targets] = [each.targets for each in fitted]  # type: ignore[misc]  # not None: fitted
     with one_blas_thread():
-        hypers = _max_likelihoods([fit.standard for fit in targets])
+        hypers = _best_of([each.grid_squares for each in fitted], [len(values) for values in defined])  # type: ignore[misc]
         mean, std = _posteriors(targets, horizons, hypers)
     last = np.array([values[-1] for values in defined])[:, None]
     # Whole arrays, then Python floats: the same operations per element as scalar arithmetic.

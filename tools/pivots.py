@@ -74,12 +74,42 @@ def pivot_rows(highs: np.ndarray, lows: np.ndarray, width: int = 2, since: int =
     """The swing pivots (see `swing_pivots`) at rows >= `since`, as arrays."""
     if len(highs) < 2 * width + 1:
         return PivotRows(np.empty(0, dtype=int), np.empty(0, dtype=bool), np.empty(0))
+    if width >= 1 and _paired(highs, lows):
+        return _pivot_rows_paired(highs, lows, width, since)
     tops, bottoms = extremes(highs, width, np.greater), extremes(lows, width, np.less)
     if since > 0:  # most callers want every pivot: skip two masked copies
         tops, bottoms = tops[tops >= since], bottoms[bottoms >= since]
     positions = np.concatenate((tops, bottoms))
     order = np.argsort(positions, kind="stable")  # stable: on a tie the high (listed first) stays first
     positions, is_high = positions[order], order < len(tops)
+    return PivotRows(positions, is_high, np.where(is_high, highs[positions], lows[positions]))
+
+
+def _paired(highs: np.ndarray, lows: np.ndarray) -> bool:
+    """Whether `_pivot_rows_paired` applies: float64 columns of one length (negating a low is then exact)."""
+    return highs.dtype == lows.dtype == np.float64 and highs.ndim == lows.ndim == 1 and len(highs) == len(lows)
+
+
+def _pivot_rows_paired(highs: np.ndarray, lows: np.ndarray, width: int, since: int) -> PivotRows:
+    """`pivot_rows` with the swing lows found as the swing highs of -low, side by side with the highs.
+
+    A low below its neighbours is a -low above theirs (negation is exact, NaN beats and is beaten by
+    nothing either way), so one set of `_beats_neighbours` calls finds both kinds. Its (candle, kind)
+    rows, read in order, are the pivots in pivot_rows' order, a high before a low on one candle: no sort.
+    """
+    n = len(highs)
+    both = np.empty((n, 2))
+    both[:, 0] = highs
+    np.negative(lows, out=both[:, 1])
+    reach = both  # reach[i]: the max of rows i .. i + width - 1
+    for k in range(1, width):
+        reach = np.maximum(reach[:-1], both[k:])
+    centre = both[width : n - width]
+    found = centre > reach[: n - 2 * width]  # the `width` rows before each centre
+    found &= centre > reach[width + 1 :]  # and the `width` rows after it
+    first = max(since - width, 0)  # found's row of candle `since`: pivots before it are not wanted
+    hits = np.flatnonzero(found[first:])
+    positions, is_high = hits // 2 + (width + first), hits % 2 == 0
     return PivotRows(positions, is_high, np.where(is_high, highs[positions], lows[positions]))
 
 
@@ -97,10 +127,52 @@ def left_prominence(
 ) -> np.ndarray:
     """Each pivot's move into it in mean true ranges: the significance `tools.avwap.pivot_significance` defines.
 
-    One row of lookback + 1 candles per pivot instead of a loop over pivots. Rows before the frame's
-    first candle are padding that never counts: a high of -inf is never at a swing high's level nor a
+    The lookback + 1 candles of every pivot at once instead of a loop over pivots. Candles before the
+    frame's first are padding that never counts: a high of -inf is never at a swing high's level nor a
     swing low's maximum, a low of +inf the mirror.
+
+    A swing low is scored as the swing high of the negated prices (-low its level, -high what it
+    moved through), so both kinds take one set of numpy calls: negation is exact and mirrors every
+    comparison, min and max, and max(h) - l = (-l) - min(-h) exactly, except for the sign of a zero
+    or a NaN move; those (degenerate) frames take `_left_prominence_by_kind`, whose numbers these are.
     """
+    positions, n = pivots.positions, len(high)
+    if lookback < 1 or not _paired(high, low) or (len(positions) and not (positions.min() >= 0 and positions.max() < n)):
+        return _left_prominence_by_kind(high, low, close, pivots, lookback)  # its errors, casts and index wrapping
+    # Rows of one flat table, each padded in front by `lookback` values that never count:
+    # 0: high and 1: -low, the levels (pad -inf); 2: low and 3: -high, what the move ran through (pad +inf).
+    width = lookback + n
+    table = np.empty((4, width))
+    table[:2, :lookback], table[2:, :lookback] = -np.inf, np.inf
+    table[0, lookback:], table[2, lookback:] = high, low
+    np.negative(low, out=table[1, lookback:])
+    np.negative(high, out=table[3, lookback:])
+    # One column per pivot, its candles p - lookback .. p down the rows: the comparisons, the running
+    # "or" and the min below then run along contiguous rows, across all pivots at once.
+    cells = np.arange(lookback + 1)[:, None] + (positions + np.where(pivots.is_high, 0, width))
+    flat = table.reshape(-1)
+    levels, through = flat[cells], flat[cells + 2 * width]
+    # Candles at or beyond the pivot's level (q), the pivot itself left out; a candle counts in the
+    # move when none comes at or after it: after the latest q, or all when there is none.
+    at_level = levels >= levels[lookback]
+    at_level[lookback] = False
+    blocked = np.logical_or.accumulate(at_level[::-1], axis=0)[::-1]
+    move = levels[lookback] - np.where(blocked, np.inf, through).min(axis=0)
+    if not (np.abs(move) > 0.0).all():  # a zero or NaN move
+        return _left_prominence_by_kind(high, low, close, pivots, lookback)
+    ranges = true_range(high, low, close)
+    if (positions >= lookback).all():  # every window inside the frame: `_mean_true_range`'s sums, without its masks
+        # One row per pivot here: a row's sum adds its values in the order a 1-d sum of them does.
+        unit = np.add.reduce(ranges[(positions - lookback)[:, None] + np.arange(lookback + 1)], axis=1) / (lookback + 1)
+    else:
+        unit = _mean_true_range(ranges, positions, lookback)
+    return np.divide(move, unit, out=np.zeros_like(move), where=unit > 0)  # 0 where the unit is 0 (or NaN)
+
+
+def _left_prominence_by_kind(
+    high: np.ndarray, low: np.ndarray, close: np.ndarray, pivots: PivotRows, lookback: int
+) -> np.ndarray:
+    """`left_prominence` with each kind's own comparisons, min and max: the definition's numbers."""
     span = np.arange(lookback + 1)
     rows = pivots.positions[:, None] + span  # columns: candles p - lookback .. p, in the padded arrays
     highs = np.concatenate((np.full(lookback, -np.inf), high))[rows]
