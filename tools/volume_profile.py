@@ -170,9 +170,10 @@ def weis_waves(close: np.ndarray, volume: np.ndarray, threshold: np.ndarray, new
 def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, int, int]]:
     """(direction, previous turn, turn or newest candle) of every wave; see `weis_waves`.
 
-    On Python floats, with the direction's sign folded into each comparison (-(a - b) is b - a
-    exactly): the same doubles and outcomes as the numpy-scalar loop it replaces. One tight loop per
-    wave direction, so no candle re-tests which way the wave runs.
+    On Python floats, the same doubles and outcomes as the candle-by-candle loop with the direction
+    as a factor: times +1 is the move itself and times -1 its exact negation, so each wave direction
+    has its own loop with the sign folded into the comparisons (NaN compares false either way). Both
+    loops draw from one iterator over the candles, which a `for` walks faster than indexing does.
     """
     n = len(close)
     if n > 1 and len(threshold) < n:  # as zip(close[1:], threshold[1:n], strict=True) refused it
@@ -186,20 +187,29 @@ def _wave_spans(close: list[float], threshold: list[float]) -> list[tuple[int, i
         return spans
     direction = 1 if close[i] > start else -1
     turn, extreme, peak = 0, i, close[i]  # the previous turning candle, the wave's extreme and its close
-    i += 1
-    while i < n:
-        while i < n:
-            price = close[i]
-            gain = direction * (price - peak)  # times ±1 is exact: the move in the wave's direction
-            if gain >= 0:
-                extreme, peak = i, price
-            elif -gain > threshold[i]:
+    candles = zip(range(i + 1, n), close[i + 1 : n], threshold[i + 1 : n])
+    while True:
+        if direction > 0:
+            for k, price, limit in candles:
+                move = price - peak
+                if move >= 0:
+                    extreme, peak = k, price
+                elif -move > limit:
+                    break
+            else:
                 break
-            i += 1
-        if i < n:  # a retracement beyond the threshold confirmed the extreme as a turn
-            spans.append((direction, turn, extreme))
-            direction, turn, extreme, peak = -direction, extreme, i, price
-            i += 1
+        else:
+            for k, price, limit in candles:
+                move = price - peak
+                if move <= 0:  # -move >= 0: a new extreme of a DOWN wave
+                    extreme, peak = k, price
+                elif move > limit:
+                    break
+            else:
+                break
+        # A retracement beyond the threshold confirmed the extreme as a turn.
+        spans.append((direction, turn, extreme))
+        direction, turn, extreme, peak = -direction, extreme, k, price
     spans.append((direction, turn, n - 1))
     return spans
 

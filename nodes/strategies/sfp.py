@@ -18,30 +18,6 @@ STOP_PAD_ATR = 0.1
 REWARD_RISK = 2.0
 
 
-def _running_max(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """`groupby(segment).cummax()` for contiguous segments beginning at `starts` (0 first): NaN skipped, kept NaN.
-
-    One accumulate over ranks instead of one per segment (dozens of small numpy calls): each segment's
-    ranks are lifted above every earlier segment's, so a whole-array running max never crosses a
-    boundary. A max is one of its inputs, so mapping ranks back gives fmax.accumulate's floats exactly.
-    """
-    n = len(values)
-    if n == 0:
-        return np.empty(0)
-    order = np.argsort(values, kind="stable")  # NaNs sort last; their rank is replaced below
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    missing = np.isnan(values)
-    rank[missing] = -1  # below every value of its segment: skipped, as fmax skips NaN
-    boundary = np.zeros(n, dtype=np.int64)
-    boundary[starts] = 1
-    lift = (np.cumsum(boundary) - 1) * (n + 1)
-    running = np.maximum.accumulate(rank + lift) - lift  # -1: no value yet in this segment
-    out = values[order][np.maximum(running, 0)]
-    out[(running < 0) | missing] = np.nan
-    return out
-
-
 def _swing_levels(pivots: PivotRows, price: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Last swing of `kind` known before each candle, and whether no candle has traded through it since.
 
@@ -58,14 +34,20 @@ def _swing_levels(pivots: PivotRows, price: np.ndarray, kind: str) -> tuple[np.n
     if len(at):
         filled[at[0] :] = confirmed[at[np.searchsorted(at, np.arange(at[0], n), side="right") - 1]]
     known = shift(filled, 1)
-    # Segments start at each confirmation's next row; the most extreme price traded since, before this candle.
-    # `at` is ascending and unique, so these starts are too (np.unique would only re-sort them).
+    # Segments start at each confirmation's next row; `at` is ascending and unique, so these starts are too.
+    # The level is fresh while no price of its segment before this candle went through it (a NaN price
+    # goes through nothing): a count of those prices, not their running maximum, which needs a sort.
     starts = np.concatenate(([0], at[at + 1 < n] + 1))
-    extreme = _running_max(price, starts)
-    since = shift(extreme, 1)
-    since[starts] = np.nan
     level = known if kind == "high" else -known
-    fresh = np.isnan(since) | (since <= level)
+    through = price > level
+    before = np.cumsum(through) - through  # prices through the level before each candle, from row 0
+    segment_start = np.zeros(n, dtype=np.intp)
+    segment_start[starts] = starts
+    np.maximum.accumulate(segment_start, out=segment_start)
+    fresh = before == before[segment_start]
+    # The running maximum this replaces was a `groupby.cummax`, NaN on a NaN price: the candle after one
+    # found no maximum to compare, so it counted as fresh.
+    fresh[1:] |= np.isnan(price[:-1])
     return known, fresh & ~np.isnan(known)
 
 

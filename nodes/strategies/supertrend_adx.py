@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from nodes.strategies import SignalArrays, Strategy, clip01, columns, frame_of, select, shift, signal_arrays, zero_nan
+from nodes.strategies import SignalArrays, Strategy, clip01, columns, frame_of, select, signal_arrays, zero_nan
 
 LENGTH = 10
 MULTIPLIER = 3.0
@@ -65,10 +65,16 @@ def supertrend(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def held_bars(trend: np.ndarray) -> np.ndarray:
     """Candles since the direction last changed, this one included (a NaN direction is a run of its own)."""
-    with np.errstate(invalid="ignore"):
-        change = trend != shift(trend, 1)  # NaN != anything: every undefined row starts a run
-    starts = np.flatnonzero(change)
-    return np.arange(len(trend)) - starts[np.cumsum(change) - 1] + 1
+    count = len(trend)
+    # A run starts where the direction differs from the candle before: NaN differs from anything,
+    # so every undefined row starts one, and so does the first candle.
+    change = np.ones(count, dtype=bool)
+    np.not_equal(trend[1:], trend[:-1], out=change[1:])
+    rows = np.arange(count)
+    # Each row's run start as a running maximum of the starts so far: fewer calls than indexing them.
+    start = np.where(change, rows, 0)
+    np.maximum.accumulate(start, out=start)
+    return rows - start + 1
 
 
 def signals(frame: pd.DataFrame) -> SignalArrays:
