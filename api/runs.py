@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.types import Command
-from pydantic import BaseModel
 
-from api.audit_trail import jsonable, progress_record, records_from_history, records_from_update
+from api.audit_trail import progress_record, records_from_history, records_from_update
+from api.run_outcome import CheckpointInfo, NotPending, RunNotFound, RunOutcome, StreamEnd, outcome_from
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
-from state.sections import ApprovalRequest, ApprovalResponse, DecisionSection, RunRequest
+from state.sections import ApprovalRequest, ApprovalResponse, RunRequest
 from tools.context import ServiceHub, Services
 from tools.llm import make_chat_model
 from tools.audit_log import AuditRecord
@@ -28,75 +28,6 @@ from tools.database import Session
 from tools.screen_cache import ScreenCache
 from tools.storage import Storage
 from tools.requests import make_request  # noqa: F401  re-exported: surfaces build requests through here
-
-
-class RunNotFound(LookupError):
-    pass
-
-
-class NotPending(RuntimeError):
-    """A resume aimed at a run that is not waiting at an interrupt (or not at that one)."""
-
-
-class PendingApproval(BaseModel):
-    interrupt_id: str
-    proposal: dict[str, Any]
-
-
-class RunOutcome(BaseModel):
-    thread_id: str
-    decision: DecisionSection | None
-    pending: PendingApproval | None
-    values: dict[str, Any]
-
-    def document(self) -> dict[str, Any]:
-        """Every section as JSON, for `--json` and the API."""
-        sections = {
-            key: jsonable(value) for key, value in self.values.items() if key not in ("decision",)
-        }
-        return {
-            "thread_id": self.thread_id,
-            "decision": self.decision.model_dump(mode="json") if self.decision else None,
-            "pending_interrupt": self.pending.model_dump(mode="json") if self.pending else None,
-            "state": sections,
-        }
-
-
-class CheckpointInfo(BaseModel):
-    checkpoint_id: str
-    step: int
-    nodes: list[str]
-    created_at: str | None
-    next: list[str]
-
-
-class _StreamEnd:
-    """Where a run's stream left the thread: its last values, its pending interrupts, its last checkpoint."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.interrupts: tuple[Any, ...] = ()
-        self.stopped = False  # paused ahead of a node by `interrupt_before` (an interrupt with no value)
-        self.checkpoint_id: str | None = None
-
-    def updates(self, chunk: dict[str, Any]) -> None:
-        # A run stops at its interrupts (after the rest of that step), so they are the run's last word.
-        if "__interrupt__" in chunk:
-            self.interrupts += tuple(chunk["__interrupt__"])
-            self.stopped = self.stopped or not chunk["__interrupt__"]
-
-    def outcome(self, thread_id: str) -> RunOutcome:
-        return outcome_from(thread_id, {k: v for k, v in self.values.items() if k != "__interrupt__"}, self.interrupts)
-
-
-def outcome_from(thread_id: str, values: Any, interrupts: tuple[Any, ...]) -> RunOutcome:
-    """A run's outcome from its state values and pending interrupts (the first is the one to answer)."""
-    if not values:
-        raise RunNotFound(f"no run with thread id {thread_id!r}")
-    first = interrupts[0] if interrupts else None
-    pending = PendingApproval(interrupt_id=first.id, proposal=first.value) if first else None
-    values = dict(values)
-    return RunOutcome(thread_id=thread_id, decision=values.get("decision"), pending=pending, values=values)
 
 
 def new_thread_id(symbol: str) -> str:
@@ -281,7 +212,7 @@ class Lifecycles:
         thread_id = config["configurable"]["thread_id"]
         buffered: list[AuditRecord] = []
         stamped: list[AuditRecord] = []
-        seen = _StreamEnd()
+        seen = StreamEnd()
 
         def stamp(checkpoint_id: str | None) -> None:
             stamped.extend(r.model_copy(update={"checkpoint_id": checkpoint_id}) for r in buffered)

@@ -35,6 +35,7 @@ from tools.avwap import (
 from tools.avwap_fit import _prior_linear
 from tools.frames import FrameCache, IndicatorFrame
 from tools.market_data.builtin import BuiltinSource, builtin_markets
+from tests.test_avwap_volume_identity import random_walk
 from tools.pivots import (
     PivotRows,
     _left_prominence_by_kind,
@@ -51,30 +52,21 @@ def bits(values: np.ndarray) -> bytes:
     return np.asarray(values, dtype=float).tobytes()
 
 
-def walk(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
-    spread = close * rng.uniform(0.002, 0.01, n)
-    index = pd.date_range("2026-01-01", periods=n, freq="1h", tz=UTC)
-    columns = {"open": close, "high": close + spread, "low": close - spread, "close": close, "volume": rng.uniform(1, 10, n)}
-    return pd.DataFrame(columns, index=index)
-
-
 def odd_frames() -> list[pd.DataFrame]:
     """Random walks with the candles that test a running sum's edges."""
-    frames = [walk(n, seed) for seed, n in enumerate((300, 120, 25, 1))]
-    zero_run = walk(200, 11)
+    frames = [random_walk(n, seed) for seed, n in enumerate((300, 120, 25, 1))]
+    zero_run = random_walk(200, 11)
     zero_run.iloc[150:170, zero_run.columns.get_loc("volume")] = 0.0  # no volume just after some anchors
     zero_run.iloc[-5:, zero_run.columns.get_loc("volume")] = 0.0  # nor at the end
-    gaps = walk(200, 12)
+    gaps = random_walk(200, 12)
     gaps.iloc[[40, 90], gaps.columns.get_loc("volume")] = np.nan
     gaps.iloc[[60, 130], gaps.columns.get_loc("close")] = np.nan
     gaps.iloc[170, gaps.columns.get_loc("high")] = np.inf
-    signed_zeros = walk(60, 13)
+    signed_zeros = random_walk(60, 13)
     for column in ("high", "low", "close"):
         signed_zeros.iloc[20:30, signed_zeros.columns.get_loc(column)] = -0.0  # -0.0 * volume: a -0.0 running sum
     signed_zeros.iloc[30:35, signed_zeros.columns.get_loc("volume")] = -0.0
-    flat = walk(100, 14)
+    flat = random_walk(100, 14)
     flat[["open", "high", "low", "close"]] = 50.0
     return [*frames, zero_run, gaps, signed_zeros, flat]
 
@@ -91,7 +83,7 @@ def test_vwap_rows_are_each_anchors_own_vwap(case: int) -> None:
 
 
 def test_vwap_rows_refuse_positions_outside_the_frame_as_a_single_vwap_does() -> None:
-    candles = Candles.of(walk(30, 1))
+    candles = Candles.of(random_walk(30, 1))
     for bad in (-1, 30):
         with pytest.raises(ValueError) as single:
             candles.vwap(bad)
@@ -168,7 +160,7 @@ def test_the_node_reports_each_timeframe_as_alone(monkeypatch: pytest.MonkeyPatc
 
 def test_a_failing_timeframe_raises_after_the_progress_of_those_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # No volume column in the third timeframe: a timeframe-by-timeframe loop reports the first two, then raises.
-    frames = {"5m": walk(300, 1), "15m": walk(300, 2), "1h": walk(300, 3).drop(columns="volume"), "4h": walk(300, 4)}
+    frames = {"5m": random_walk(300, 1), "15m": random_walk(300, 2), "1h": random_walk(300, 3).drop(columns="volume"), "4h": random_walk(300, 4)}
     with pytest.raises(KeyError, match="volume"):
         node.timeframe_vwaps(IndicatorFrame("1h", frames["1h"]))
     progress: list[dict] = []
@@ -322,7 +314,7 @@ def test_anchors_of_a_symbols_timeframes_are_each_timeframes_own() -> None:
 
 
 def test_progress_comes_as_each_timeframe_is_anchored_before_the_batched_projections(monkeypatch: pytest.MonkeyPatch) -> None:
-    frames = {tf: walk(120, seed) for seed, tf in enumerate(TIMEFRAMES)}
+    frames = {tf: random_walk(120, seed) for seed, tf in enumerate(TIMEFRAMES)}
     steps: list[str] = []
     prepare, finish = avwap.prepare_projections, avwap.finish_projections
     monkeypatch.setattr(avwap, "prepare_projections", lambda paths: steps.append("prepare") or prepare(paths))
@@ -348,7 +340,7 @@ class _Logged(list):
 
 
 def test_a_failing_projection_raises_the_first_failing_timeframes_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    frames = {tf: walk(60 + 10 * seed, seed) for seed, tf in enumerate(TIMEFRAMES)}
+    frames = {tf: random_walk(60 + 10 * seed, seed) for seed, tf in enumerate(TIMEFRAMES)}
     finish = avwap.finish_projections
 
     def fails_on_long_windows(prepared: list) -> list:
@@ -370,13 +362,13 @@ def test_a_failing_projection_raises_the_first_failing_timeframes_error(monkeypa
 def test_vwap_rows_of_several_frames_are_each_frames_own() -> None:
     odd = [Candles.of(frame) for frame in odd_frames()]
     rng = np.random.default_rng(7)
-    for frames in ([Candles.of(walk(200, seed)) for seed in range(5)], odd, [odd[4], odd[5]], [odd[0]]):
+    for frames in ([Candles.of(random_walk(200, seed)) for seed in range(5)], odd, [odd[4], odd[5]], [odd[0]]):
         positions = [sorted(rng.integers(0, len(c.close), int(rng.integers(0, 6))).tolist()) if len(c.close) else [] for c in frames]
         together = avwap.vwaps_each(frames, positions)
         assert len(together) == len(frames)
         for candles, where, rows in zip(frames, positions, together, strict=True):
             assert rows.shape == (len(where), len(candles.close)) and bits(rows) == bits(candles.vwaps(where))
-    frames = [Candles.of(walk(50, seed)) for seed in range(3)]
+    frames = [Candles.of(random_walk(50, seed)) for seed in range(3)]
     with pytest.raises(ValueError) as alone:
         frames[1].vwaps([50])
     with pytest.raises(ValueError) as together:
