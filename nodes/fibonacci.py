@@ -36,11 +36,14 @@ def impulse_levels(loaded: IndicatorFrame) -> FibonacciLevels | None:
     tops, bottoms = extremes(highs, PIVOT_WIDTH, np.greater), extremes(lows, PIVOT_WIDTH, np.less)
     if not len(tops) or not len(bottoms):
         return None
-    top, bottom = int(tops[-1]), int(bottoms[-1])
+    return levels_between(highs, lows, float(closes[-1]), int(tops[-1]), int(bottoms[-1]))
+
+
+def levels_between(highs: np.ndarray, lows: np.ndarray, price: float, top: int, bottom: int) -> FibonacciLevels:
+    """The retracements of the impulse between the swing high at `top` and the swing low at `bottom`."""
     high, low = float(highs[top]), float(lows[bottom])
     up = top > bottom  # the impulse ran from the older swing to the newer one
     pocket = sorted(retracement(low, high, up, r) for r in GOLDEN_POCKET)
-    price = float(closes[-1])
     return FibonacciLevels(
         swing_low=low,
         swing_high=high,

@@ -50,19 +50,25 @@ def classify(loaded: IndicatorFrame) -> TimeframeRegime:
     slow = _last_defined(slow_all, SLOPE_BARS + 1)  # the slope reads slow[-1] and slow[-SLOPE_BARS - 1] only
     slope = float((slow[-1] / slow[-SLOPE_BARS - 1] - 1) * 100) if len(slow) > SLOPE_BARS else 0.0
     adx = float(adx_all[-1])
-    regime: Regime
+    return TimeframeRegime(
+        regime=label(width_rank, atr_pct, atr_history, adx, fast[-1], slow_all[-1], slope),
+        adx=adx,
+        atr_pct=atr_pct,
+        bb_width_pct_rank=width_rank,
+        ema_slope_pct=slope,
+    )
+
+
+def label(width_rank: float, atr_pct: float, atr_history: np.ndarray, adx: float, fast: float, slow: float, slope: float) -> Regime:
+    """The regime these readings describe (`fast`, `slow`: the newest EMAs)."""
     # Volatility expansion trumps direction: bands at the top of their range and ATR double its norm.
     if width_rank >= 0.9 and len(atr_history) and atr_pct > 2 * float(np.median(atr_history)):
-        regime = "VOLATILE"
-    elif adx >= TREND_ADX and fast[-1] > slow_all[-1] and slope > 0:
-        regime = "TRENDING_UP"
-    elif adx >= TREND_ADX and fast[-1] < slow_all[-1] and slope < 0:
-        regime = "TRENDING_DOWN"
-    else:
-        regime = "RANGING"
-    return TimeframeRegime(
-        regime=regime, adx=adx, atr_pct=atr_pct, bb_width_pct_rank=width_rank, ema_slope_pct=slope
-    )
+        return "VOLATILE"
+    if adx >= TREND_ADX and fast > slow and slope > 0:
+        return "TRENDING_UP"
+    if adx >= TREND_ADX and fast < slow and slope < 0:
+        return "TRENDING_DOWN"
+    return "RANGING"
 
 
 async def remember(store: BaseStore | None, request: RunRequest, as_of: datetime, primary: Regime) -> Regime | None:

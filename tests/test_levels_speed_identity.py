@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 
 from nodes.confluence import MAX_ZONES, merge_zones
-from nodes.fibonacci import (
-    GOLDEN_POCKET,
-    PIVOT_WIDTH,
-    RATIOS,
-    impulse_levels,
-    retracement,
-)
+from nodes.fibonacci import PIVOT_WIDTH, impulse_levels, levels_between
 from nodes.key_levels import daily_levels, with_forming_day
-from nodes.regime import SLOPE_BARS, TREND_ADX, WIDTH_WINDOW, classify
+from nodes.regime import SLOPE_BARS, WIDTH_WINDOW, classify, label
 from nodes.structure import describe as describe_structure
 from nodes.structure import newest_labels
 from state.analysis import ConfluenceZone, FibonacciLevels, KeyLevel
@@ -82,17 +76,7 @@ def reference_impulse(frame: pd.DataFrame) -> FibonacciLevels | None:
     tops, bottoms = pivots.positions[pivots.is_high], pivots.positions[~pivots.is_high]
     if not len(tops) or not len(bottoms):
         return None
-    top, bottom = int(tops[-1]), int(bottoms[-1])
-    high, low, up = float(highs[top]), float(lows[bottom]), top > bottom
-    pocket = sorted(retracement(low, high, up, r) for r in GOLDEN_POCKET)
-    return FibonacciLevels(
-        swing_low=low,
-        swing_high=high,
-        direction="UP" if up else "DOWN",
-        retracements={f"{r:.3f}": retracement(low, high, up, r) for r in RATIOS},
-        golden_pocket=(pocket[0], pocket[1]),
-        in_golden_pocket=pocket[0] <= float(closes[-1]) <= pocket[1],
-    )
+    return levels_between(highs, lows, float(closes[-1]), int(tops[-1]), int(bottoms[-1]))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -242,15 +226,7 @@ def reference_regime(frame: pd.DataFrame) -> tuple:
     slow = slow_all[~np.isnan(slow_all)]
     slope = float((slow[-1] / slow[-SLOPE_BARS - 1] - 1) * 100) if len(slow) > SLOPE_BARS else 0.0
     adx = float(adx_all[-1])
-    if width_rank >= 0.9 and len(atr_history) and atr_pct > 2 * float(np.median(atr_history)):
-        regime = "VOLATILE"
-    elif adx >= TREND_ADX and fast[-1] > slow_all[-1] and slope > 0:
-        regime = "TRENDING_UP"
-    elif adx >= TREND_ADX and fast[-1] < slow_all[-1] and slope < 0:
-        regime = "TRENDING_DOWN"
-    else:
-        regime = "RANGING"
-    return regime, adx, atr_pct, width_rank, slope
+    return label(width_rank, atr_pct, atr_history, adx, fast[-1], slow_all[-1], slope), adx, atr_pct, width_rank, slope
 
 
 @pytest.mark.parametrize("seed", range(6))
