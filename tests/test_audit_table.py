@@ -84,6 +84,25 @@ async def test_a_runs_closing_events_and_its_status_commit_together(pg_settings:
             assert run_tx[0] == last[0]
 
 
+@pytest.mark.postgres
+async def test_large_checkpoint_blobs_and_payloads_are_compressed_with_lz4(pg_settings: Settings) -> None:
+    """The storage's connections compress what they write with lz4 (pglz costs the server ~2 ms more a decision);
+    reading it back is unchanged."""
+    async with open_storage(pg_settings) as storage:
+        runs = Lifecycles(pg_settings, storage)
+        outcome = await runs.start(make_request(pg_settings, "SOL/USDT", as_of=CLOCK), durability="exit")
+        assert (await runs.outcome(outcome.thread_id)).values == outcome.values
+    async with await psycopg.AsyncConnection.connect(pg_settings.database_url) as conn:
+        blobs = await (
+            await conn.execute("SELECT pg_column_compression(blob) FROM checkpoint_blobs WHERE thread_id = %s AND length(blob) > 4096", (outcome.thread_id,))
+        ).fetchall()
+        payloads = await (
+            await conn.execute("SELECT pg_column_compression(payload) FROM aitrader_audit WHERE thread_id = %s AND length(payload) > 4096", (outcome.thread_id,))
+        ).fetchall()
+    assert blobs and payloads
+    assert {row[0] for row in blobs} == {"lz4"} and {row[0] for row in payloads} == {"lz4"}
+
+
 async def test_interrupt_and_operator_answer_are_on_the_trail(backend_settings: Settings) -> None:
     from state.sections import ApprovalResponse
 
