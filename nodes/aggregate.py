@@ -18,6 +18,7 @@ from state import AnalysisState
 from state.sections import ConsensusSection, Direction, Signal, StrategyTrackRecord
 from state.settings import MAX_RISK_PER_TRADE
 from tools.context import Services
+from tools.ttl_cache import TtlCache
 
 NODE = "aggregate"
 MIN_NET_SCORE = 0.25
@@ -32,6 +33,7 @@ SIGN = {"LONG": 1, "SHORT": -1, "FLAT": 0}
 TRACK_RECORD_NAMESPACE = ("strategy_stats",)
 MIN_TRADES_FOR_RECORD = 20  # fewer trades say nothing about a strategy
 KELLY_SHARE = 0.25  # full Kelly on estimated odds is far too aggressive
+TRACK_RECORD_TTL = 60.0  # seconds a process reuses a track record it read: a recorded backtest counts within a minute
 
 
 def performance_factor(record: StrategyTrackRecord | None) -> float:
@@ -57,12 +59,23 @@ def kelly_fraction(records: list[StrategyTrackRecord], reward_risk: float | None
     return round(min(MAX_RISK_PER_TRADE, max(0.0, KELLY_SHARE * full)), 6)
 
 
-async def track_records(store: BaseStore | None, signals: dict[str, Signal]) -> dict[str, StrategyTrackRecord]:
+async def track_records(
+    store: BaseStore | None, signals: dict[str, Signal], cache: TtlCache | None = None
+) -> dict[str, StrategyTrackRecord]:
+    """The signals' strategies' records; with a cache, as read at most TRACK_RECORD_TTL seconds ago."""
     if store is None:
         return {}
+    keys = {name: f"{s.strategy}@{s.version}" for name, s in signals.items()}
+    # (record or None,): a strategy without a record is remembered as such too.
+    known = {name: cache.get((id(store), key)) if cache is not None else None for name, key in keys.items()}
+    missing = [name for name, entry in known.items() if entry is None]
     # Asked together: the store batches concurrent reads into one query instead of one per strategy.
-    items = await asyncio.gather(*(store.aget(TRACK_RECORD_NAMESPACE, f"{s.strategy}@{s.version}") for s in signals.values()))
-    return {name: StrategyTrackRecord.model_validate(item.value) for name, item in zip(signals, items, strict=True) if item is not None}
+    items = await asyncio.gather(*(store.aget(TRACK_RECORD_NAMESPACE, keys[name]) for name in missing))
+    for name, item in zip(missing, items, strict=True):
+        known[name] = (StrategyTrackRecord.model_validate(item.value) if item is not None else None,)
+        if cache is not None:
+            cache.put((id(store), keys[name]), known[name], TRACK_RECORD_TTL)
+    return {name: entry[0] for name, entry in known.items() if entry is not None and entry[0] is not None}
 
 
 def weigh(signals: dict[str, Signal], regime: str, performance: dict[str, float]) -> tuple[dict[str, float], dict[str, float], float]:
@@ -101,7 +114,7 @@ async def aggregate(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     healthy = {
         name: s for name, s in (state.get("signals") or {}).items() if s.error is None and not s.shadow and name not in disabled
     }
-    records = await track_records(runtime.store, healthy)
+    records = await track_records(runtime.store, healthy, services(runtime, request).track_records)
     performance = {name: performance_factor(records.get(name)) for name in healthy}
     weights, contributions, net = weigh(healthy, regime, performance)
     direction, reason = verdict(healthy, net)

@@ -292,3 +292,30 @@ def test_aggregator_conflict_and_two_agree_rules(signals, direction: str, reason
     net = weigh(healthy, "TRENDING_UP", {})[2]
     got_direction, got_reason = verdict(healthy, net)
     assert got_direction == direction and reason in got_reason
+
+
+async def test_track_records_are_reread_once_their_time_to_live_has_passed() -> None:
+    """A scan reads its strategies' records once a minute, not once per symbol; a newly recorded backtest counts after that."""
+    from langgraph.store.memory import InMemoryStore
+
+    from nodes.aggregate import TRACK_RECORD_NAMESPACE, TRACK_RECORD_TTL, track_records
+    from state.sections import StrategyTrackRecord
+    from tools.ttl_cache import TtlCache
+
+    def signal(name: str) -> Signal:
+        return Signal(as_of=NOW, produced_by="strategy", strategy=name, version="1", kind="momentum", direction="LONG", confidence=0.5, timeframe="1h", rationale="test")
+
+    store, now = InMemoryStore(), [0.0]
+    cache = TtlCache(clock=lambda: now[0])
+    first = StrategyTrackRecord(sharpe=1.0, win_rate=0.5, payoff=1.5, trades=40)
+    await store.aput(TRACK_RECORD_NAMESPACE, "a@1", first.model_dump())
+    signals = {"a": signal("a"), "b": signal("b")}
+    assert await track_records(store, signals, cache) == {"a": first}
+    # Recorded meanwhile: a record for b, a new one for a. Within the TTL the process still weighs the ones it read.
+    second = first.model_copy(update={"sharpe": 2.0})
+    await store.aput(TRACK_RECORD_NAMESPACE, "a@1", second.model_dump())
+    await store.aput(TRACK_RECORD_NAMESPACE, "b@1", second.model_dump())
+    assert await track_records(store, signals, cache) == {"a": first}
+    assert await track_records(store, signals) == {"a": second, "b": second}  # no cache: read now
+    now[0] += TRACK_RECORD_TTL
+    assert await track_records(store, signals, cache) == {"a": second, "b": second}

@@ -36,6 +36,9 @@ class Services:
     brokers: Mapping[str, Broker] = field(default_factory=dict)
     llm: BaseChatModel | None = None
     verdicts: TtlCache = field(default_factory=TtlCache)
+    # Strategies' track records as the store held them a moment ago: they change only when an operator
+    # records a backtest, and a scan would otherwise read the same few rows once per symbol.
+    track_records: TtlCache = field(default_factory=TtlCache)
     # The market a position was opened on, to follow it there (None: this run's source for all).
     position_source: Callable[[Position], MarketDataSource] | None = None
     market_source: str = ""  # this run's market, stamped on the positions it opens
@@ -73,6 +76,7 @@ class ServiceHub:
         self._llm = llm
         self._sources: dict[SourceKey, tuple[MarketDataSource, FrameCache]] = {}
         self._verdicts: TtlCache = TtlCache()
+        self._track_records: TtlCache = TtlCache()
         self.ledger = ledger or memory_ledger()
         self.paper = PaperBroker(self.ledger, fee_rate=settings.fee_rate, slippage_bps=settings.slippage_bps)
         self._live: Broker | None = None
@@ -146,6 +150,7 @@ class ServiceHub:
             brokers=brokers,
             llm=self._llm,
             verdicts=self._verdicts,
+            track_records=self._track_records,
             position_source=self.position_source,
             market_source=source_key(request),
             book_lock=book_lock,
