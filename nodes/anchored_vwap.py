@@ -13,7 +13,6 @@ from langgraph.runtime import Runtime
 from nodes.common import event, services
 from state import AnalysisState
 from state.analysis import (
-    AnchoredVwap,
     AnchoredVwapReport,
     LevelsSection,
     TimeframeVwaps,
@@ -27,8 +26,8 @@ NODE = "anchored_vwap"
 
 @dataclass(frozen=True)
 class _Anchored:
-    """A timeframe's anchors that have a VWAP to report, with those VWAPs and each one's own share of its
-    projection (`avwap.prepare_projections`): what its reports are finished from."""
+    """A timeframe's anchors that have a VWAP to report, with those VWAPs and the values each one's
+    projection is fitted to (`avwap.prepare_projections`): what its reports are finished from."""
 
     anchors: list[avwap.Anchor]
     paths: list[np.ndarray]
@@ -43,18 +42,19 @@ def _anchored(anchors: list[avwap.Anchor], paths: np.ndarray) -> _Anchored:
 
 
 def _report(anchored: _Anchored, projections: Sequence[avwap.Projection]) -> TimeframeVwaps:
+    # One validation of the timeframe's VWAPs as fields: the models AnchoredVwap(**fields) builds one by one.
     vwaps = [
-        AnchoredVwap(
-            anchor_kind=anchor.kind,
-            anchor_time=anchor.time.to_pydatetime(),
-            anchor_price=anchor.price,
-            value=float(path[-1]),
-            projection=projection.points,
-            kernel=projection.kernel,
-        )
+        {
+            "anchor_kind": anchor.kind,
+            "anchor_time": anchor.time.to_pydatetime(),
+            "anchor_price": anchor.price,
+            "value": float(path[-1]),
+            "projection": projection.points,
+            "kernel": projection.kernel,
+        }
         for anchor, path, projection in zip(anchored.anchors, anchored.paths, projections, strict=True)
     ]
-    return TimeframeVwaps(kernel=avwap.KERNEL_FORM, vwaps=vwaps)
+    return TimeframeVwaps.model_validate({"kernel": avwap.KERNEL_FORM, "vwaps": vwaps})
 
 
 def _anchored_alone(loaded: IndicatorFrame) -> _Anchored:
@@ -80,10 +80,10 @@ def timeframes_vwaps(frames: Sequence[IndicatorFrame], anchored_one: Callable[[i
     projections finished in one batch.
 
     A batch gives each VWAP its lone fit's numbers (`tools.avwap_fit`); finishing a symbol's ~24 fits
-    at once pays the fit's fixed numpy overhead once instead of once per timeframe; so do choosing all
-    the timeframes' anchors and running their VWAPs at once (`avwap.choose_anchors_each`, `vwaps_each`).
-    What is each VWAP's own (its targets and grid squares) is done timeframe by timeframe, and
-    `anchored_one(i)` is told when frame i's share is done: the node's progress reports.
+    at once pays the fit's fixed numpy overhead once instead of once per timeframe (fits of one length
+    share their elementwise steps and sums); so do choosing all the timeframes' anchors and running
+    their VWAPs at once (`avwap.choose_anchors_each`, `vwaps_each`). Each VWAP's window of values is
+    taken timeframe by timeframe, and `anchored_one(i)` is told when frame i's are: the node's progress.
     """
     try:
         candles = [avwap.Candles.of(loaded.frame) for loaded in frames]
@@ -120,9 +120,9 @@ async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dic
 
     def progress(i: int) -> None:
         # The longest analyst: a progress report per timeframe reaches the run's event stream as soon as
-        # the timeframe's VWAPs have their own share of the projections done (anchors and VWAPs come first,
-        # every timeframe's at once; the batched rest of the projections follows the last report). A
-        # failing timeframe stops them at the one before it.
+        # the timeframe's VWAPs and their fitting windows are ready (anchors and VWAPs come first, every
+        # timeframe's at once; the batched projections follow the last report). A failing timeframe
+        # stops them at the one before it.
         tf = timeframes[i]
         runtime.stream_writer({"node": NODE, "stage": "vwaps", "timeframe": tf, "done": i + 1, "total": len(loaded)})
 

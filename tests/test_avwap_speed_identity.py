@@ -32,6 +32,7 @@ from tools.avwap import (
     posterior,
     project_vwap,
 )
+from tools import avwap_fit
 from tools.avwap_fit import _prior_linear
 from tools.frames import FrameCache, IndicatorFrame
 from tools.market_data.builtin import BuiltinSource, builtin_markets
@@ -374,3 +375,68 @@ def test_vwap_rows_of_several_frames_are_each_frames_own() -> None:
     with pytest.raises(ValueError) as together:
         avwap.vwaps_each(frames, [[3], [50], [-1]])
     assert str(together.value) == str(alone.value)
+
+
+# --- Fits batched by length: targets, grid squares and posteriors of each fit as alone ---
+
+
+def fit_values(seed: int) -> list[np.ndarray]:
+    """VWAP windows of a few shared lengths (batched) and of lone lengths, flat and NaN ones among them."""
+    rng = np.random.default_rng(seed)
+    lengths = [60] * 7 + [23] * 3 + [41, 10, 59] + [37] * 4
+    values = [100 * np.exp(np.cumsum(rng.normal(0, 1e-3 * 10.0 ** rng.integers(-2, 2), n))) for n in lengths]
+    values[3] = np.full(60, 42.0)  # no spread: scale 1
+    values[8][5] = np.inf  # standardises to NaN
+    return values
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_targets_of_fits_of_one_length_are_each_fits_own(seed: int) -> None:
+    values = fit_values(seed)
+    values.append(values[0].astype(np.float32))
+    values += [v.astype(np.float32) for v in values[-3:]] + [values[-1].astype(np.float32)] * 2  # a float32 length group
+    with np.errstate(all="ignore"):
+        batched = avwap_fit._targets(values)
+        for fit, v in zip(batched, values, strict=True):
+            alone = Targets.of(v / float(v[-1]))
+            assert bits(fit.standard) == bits(alone.standard) and fit.standard.dtype == alone.standard.dtype
+            assert repr((fit.mean, fit.scale)) == repr((alone.mean, alone.scale))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_grid_squares_of_fits_of_one_length_are_each_fits_own(seed: int) -> None:
+    with np.errstate(all="ignore"):
+        standards = [fit.standard for fit in avwap_fit._targets(fit_values(seed))]
+        squares = avwap_fit._grid_squares_each(standards)
+        for row, y in zip(squares, standards, strict=True):
+            assert bits(row) == bits(avwap_fit._grid_squares(y))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_posteriors_of_fits_of_one_length_are_each_fits_own(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    with np.errstate(all="ignore"):
+        targets = [fit for fit in avwap_fit._targets(fit_values(seed)) if np.isfinite(fit.standard).all()]
+    hypers = avwap_fit._max_likelihoods([fit.standard for fit in targets])
+    hypers = [h if i % 3 else Hyper(float(rng.uniform(0.1, 3)), h.length_scale, h.trend, h.noise) for i, h in enumerate(hypers)]
+    means, sds = avwap_fit._posteriors(targets, HORIZONS, hypers)
+    assert len({len(fit.standard) for fit in targets}) < len(targets) - 3  # lengths shared: the batched path
+    for fit, h, mean, sd in zip(targets, hypers, means, sds, strict=True):
+        expected_mean, expected_sd = posterior_formed_apart(fit, h)  # the kernel factored from its own copy
+        assert bits(mean) == bits(expected_mean) and bits(sd) == bits(expected_sd), h
+
+
+def test_every_grid_designs_training_kernel_is_symmetric_so_it_is_factored_in_place() -> None:
+    for n in range(avwap.MIN_POINTS, WINDOW + 1):
+        for length_scale in avwap.LENGTH_SCALES:
+            assert avwap_fit._design(n, length_scale, HORIZONS).symmetric, (n, length_scale)
+
+
+def test_vwap_rows_of_frames_with_whole_volumes_are_each_frames_own() -> None:
+    # Integer volumes take the per-frame typical volumes (float64 prices and volumes are stacked first).
+    walks = [Candles.of(random_walk(120, seed)) for seed in range(3)]
+    whole_volume = Candles(walks[2].high, walks[2].low, walks[2].close, np.round(walks[2].volume).astype(np.int64), walks[2].index)
+    frames = [walks[0], walks[1], whole_volume]
+    positions = [[100, 30], [119, 0, 60], [5]]
+    for rows, candles, where in zip(avwap.vwaps_each(frames, positions), frames, positions, strict=True):
+        assert bits(rows) == bits(candles.vwaps(where))

@@ -4,14 +4,15 @@ Everything here is a pure function of a candle frame (columns high, low,
 close, volume; any index). Nothing reads a candle after the one it reports
 on: a VWAP is a running sum, and an anchor is a pivot that `tools.pivots`
 has already confirmed, scored only from candles up to the pivot itself.
-The projection lives in `tools.avwap_fit`; its public names are re-exported here.
+The projection lives in `tools.avwap_fit` (the fit) and `tools.avwap_projection` (the batch); their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from datetime import UTC, tzinfo
+from functools import cached_property, lru_cache
 from itertools import chain, pairwise
 from typing import Literal
 
@@ -30,14 +31,16 @@ from tools.avwap_fit import (  # noqa: F401  # re-exported: the projection's hom
     WINDOW,
     Z95,
     Hyper,
-    Prepared,
-    Projection,
     Targets,
     _inputs,
     _max_likelihood,
+    posterior,
+)
+from tools.avwap_projection import (  # noqa: F401  # re-exported, as above
+    Prepared,
+    Projection,
     finish_projections,
     one_blas_thread,
-    posterior,
     prepare_projections,
     project_vwap,
     project_vwaps,
@@ -123,13 +126,22 @@ def vwaps_each(frames: Sequence[Candles], anchor_positions: Sequence[Sequence[in
     counts = [len(positions) for positions in anchor_positions]
     starts = np.fromiter(chain.from_iterable(anchor_positions), dtype=np.intp, count=sum(counts)).reshape(-1, 1)
     owner = np.repeat(np.arange(len(frames)), counts)
-    typical_volume = np.array([candles.typical_volume for candles in frames])[owner]
-    volume = np.array([candles.volume for candles in frames])[owner]
-    after = np.arange(length) >= starts  # as `vwaps`: -0.0 before each row's anchor leaves its sums as they were
+    # Every row is NaN before the first anchor (a -0.0 sum): the sums start there. A cumsum adds in
+    # order, and the -0.0 before a row's anchor leaves the sum at it as it was, so each starts as alone.
+    first = int(starts.min()) if len(starts) else length
+    columns = [(candles.high, candles.low, candles.close, candles.volume) for candles in frames]
+    if all(column.dtype == np.float64 for each in columns for column in each):
+        # Typical volume of the stacked columns from `first` on: elementwise, each candle's own number.
+        high, low, close, volume = (np.array([each[k][first:] for each in columns]) for k in range(4))
+        typical_volume, volume = ((high + low + close) / 3.0 * volume)[owner], volume[owner]
+    else:  # each frame's dtype promoted only after its own arithmetic, as `vwaps` does it
+        typical_volume = np.array([candles.typical_volume[first:] for candles in frames])[owner]
+        volume = np.array([candles.volume[first:] for candles in frames])[owner]
+    after = np.arange(first, length) >= starts  # as `vwaps`: -0.0 before each row's anchor leaves its sums as they were
     price_volume = np.where(after, typical_volume, -0.0).cumsum(axis=1)
     cum_volume = np.where(after, volume, -0.0).cumsum(axis=1)
     out = np.full((len(starts), length), np.nan)
-    np.divide(price_volume, cum_volume, out=out, where=cum_volume > 0)
+    np.divide(price_volume, cum_volume, out=out[:, first:], where=cum_volume > 0)
     return np.split(out, np.cumsum(counts)[:-1])
 
 
@@ -179,9 +191,17 @@ def _times(index: pd.Index, positions: np.ndarray) -> list:
         # A Timestamp from its nanoseconds (UTC) and the index's zone is the one the index boxes, and
         # building the handful of anchors' costs a third of slicing the index's array for them.
         tz = index.tz
+        if tz is UTC or tz is None:  # a scan's symbols share their candle times: each boxed once
+            return [_timestamp(value, tz) for value in index.asi8[positions].tolist()]
         return [pd.Timestamp(value, tz=tz) for value in index.asi8[positions].tolist()]
     # From the index's array: the same boxed values, without building an Index around them first.
     return list(index.array[positions])
+
+
+@lru_cache(maxsize=4096)
+def _timestamp(value: int, tz: tzinfo | None) -> pd.Timestamp:
+    """pd.Timestamp(value, tz=tz), for a tz whose equal objects are one (UTC, None): Timestamps are immutable."""
+    return pd.Timestamp(value, tz=tz)
 
 
 def select_anchors(scored: list[Anchor], newest: int, recent: int = RECENT, per_kind: int = PER_KIND) -> list[Anchor]:

@@ -1,28 +1,19 @@
-"""The Gaussian-process projection of anchored VWAPs (`tools.avwap`), a timeframe's VWAPs at once.
+"""The Gaussian-process projection of anchored VWAPs (`tools.avwap`), a symbol's VWAPs at once.
 
-Each VWAP keeps its own calls for the steps on its n values (standardising, the products with
-the grid's factors, its LAPACK factor and solves), exactly as a fit of it alone makes them; the
-steps after those run on arrays of one row per VWAP (27 grid scores, 4 horizons) whatever their
-lengths, one numpy call for all. Every number is a lone fit's (batched BLAS products would sum in
-another order), while most of the numpy call overhead, which on 60 points costs more than the
-arithmetic, is paid once per timeframe instead of once per VWAP.
+Every number is a lone fit's: each VWAP keeps its own BLAS/LAPACK calls (batched products would
+sum in another order); what is elementwise, or a sum along one row, runs on the stacked rows of the
+VWAPs of one length (BATCH or more) or on one row per VWAP (27 grid scores, 4 horizons), so most
+of the numpy call overhead, which on 60 points costs more than the arithmetic, is paid once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
-from typing import TYPE_CHECKING
+from functools import lru_cache
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from threadpoolctl import ThreadpoolController
-
-from state.analysis import VwapProjection
 
 WINDOW = 60  # newest VWAP values the projection is fitted to
 MIN_POINTS = 10  # fewer VWAP values than this: no projection, rather than a fit to noise
@@ -117,13 +108,40 @@ def _max_likelihoods(ys: Sequence[np.ndarray]) -> list[Hyper]:
     (y' S^-1 y / n = |L^-1 y|^2 / n), leaving 27 shapes whose factors do not
     depend on y (`_grid_factors`). The grid is fixed, so the choice is deterministic.
     """
-    return _best_of([_grid_squares(y) for y in ys], [len(y) for y in ys])
+    return _best_of(_grid_squares_each(ys), [len(y) for y in ys])
 
 
 def _grid_squares(y: np.ndarray) -> np.ndarray:
     """|L^-1 y|^2 for every grid shape: a fit's own share of `_max_likelihoods`, done as it does it."""
     whitened = _grid_factors(len(y))[0] @ y  # (shapes, n): L^-1 y for every shape
     return np.einsum("ij,ij->i", whitened, whitened)
+
+
+BATCH = 3  # fits of one length from which on their sums share numpy calls: below it the stacking costs more
+
+
+def _by_length(lengths: Sequence[int]) -> tuple[dict[int, list[int]], list[int]]:
+    """The indices of the lengths shared by BATCH or more fits, by length; and the rest's, in order."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(n, []).append(i)
+    alone = [i for i, n in enumerate(lengths) if len(groups[n]) < BATCH]
+    return {n: members for n, members in groups.items() if len(members) >= BATCH}, alone
+
+
+def _grid_squares_each(ys: Sequence[np.ndarray]) -> np.ndarray:
+    """`_grid_squares` of each y, a row each. Each (shape, y) product is still one gemv, as in a lone y's
+    stacked product: for ys of one length one broadcast matmul makes those calls shape by shape (each
+    factor read once for all the ys), and one einsum sums each row as a lone y's einsum does."""
+    squares = np.empty((len(ys), len(_GRID)))
+    groups, alone = _by_length([len(y) for y in ys])
+    for i in alone:
+        squares[i] = _grid_squares(ys[i])
+    for n, members in groups.items():
+        column = np.array([ys[i] for i in members], dtype=float)[None, :, :, None]  # (1, ys, n, 1)
+        whitened = (_grid_factors(n)[0][:, None] @ column).reshape(-1, n)  # (shapes * ys, n)
+        squares[members] = np.einsum("ij,ij->i", whitened, whitened).reshape(len(_GRID), len(members)).T
+    return squares
 
 
 def _best_of(grid_squares: Sequence[np.ndarray], lengths: Sequence[int]) -> list[Hyper]:
@@ -141,14 +159,13 @@ def _best_of(grid_squares: Sequence[np.ndarray], lengths: Sequence[int]) -> list
 
 @dataclass(frozen=True)
 class _Design:
-    """The y-independent kernel pieces of one fit, as sklearn's kernels compute them. Read-only.
-
-    RBF(x, x) over RBF(ahead, x) in one array, DotProduct likewise: one kernel formation gives a fit
-    its training and cross kernels (the first n rows and the rest), each element as formed alone.
-    """
+    """The y-independent kernel pieces of one fit, as sklearn's kernels compute them. Read-only. RBF(x, x)
+    over RBF(ahead, x) in one array, DotProduct likewise: one kernel formation gives a fit its training
+    and cross kernels (the first n rows and the rest), each element as formed alone."""
 
     rbf_rows: np.ndarray  # RBF(x, x) then RBF(ahead, x): (n + horizons, n)
     linear_rows: np.ndarray  # DotProduct(x, x) then DotProduct(ahead, x)
+    symmetric: bool  # RBF(x, x) and DotProduct(x, x) equal their transposes bit for bit (see `_solve`)
 
 
 @lru_cache(maxsize=160)  # (window length, length scale, horizons): 51 x 3 in practice, ~6 MB
@@ -161,7 +178,8 @@ def _design(n: int, length_scale: float, horizons: tuple[int, ...]) -> _Design:
     pieces = (np.concatenate(rbf), np.concatenate(linear))
     for piece in pieces:
         piece.flags.writeable = False
-    return _Design(*pieces)
+    symmetric = all(np.array_equal(piece[:n], piece[:n].T) for piece in pieces)
+    return _Design(*pieces, symmetric)
 
 
 @lru_cache(maxsize=8)
@@ -171,11 +189,6 @@ def _prior_linear(horizons: tuple[int, ...]) -> np.ndarray:
     prior = np.einsum("ij,ij->i", ahead, ahead) + SIGMA_0**2
     prior.flags.writeable = False
     return prior
-
-
-def _kernel(rbf: np.ndarray, linear: np.ndarray, h: Hyper) -> np.ndarray:
-    """amplitude * RBF + amplitude * trend * DotProduct: sklearn's operations in sklearn's order."""
-    return h.amplitude * rbf + (h.amplitude * h.trend) * linear
 
 
 ALPHA = 1e-10  # GaussianProcessRegressor's default jitter on the training diagonal
@@ -198,6 +211,30 @@ class Targets:
         spread = math.sqrt(float((deviation * deviation).sum()) / len(y))
         scale = spread if spread != 0.0 else 1.0  # sklearn's _handle_zeros_in_scale
         return cls(deviation / scale, mean, scale)
+
+
+def _targets(defined: Sequence[np.ndarray]) -> list[Targets]:
+    """`Targets.of(values / values[-1])` of each VWAP's values, float64 ones of a shared length at once: each
+    step is elementwise (`of`'s Python-float steps are the same IEEE operations) or a row's sum, which
+    numpy takes on a row of a C-contiguous array as on the row alone (the same pairwise loop)."""
+    targets: list[Targets] = [None] * len(defined)  # type: ignore[list-item]  # every one is set below
+    groups, alone = _by_length([len(values) for values in defined])
+    for n, members in list(groups.items()):
+        if any(defined[i].dtype != np.float64 for i in members):  # numpy's promotions of other dtypes: alone
+            alone += groups.pop(n)
+    for i in alone:
+        targets[i] = Targets.of(defined[i] / float(defined[i][-1]))
+    for n, members in groups.items():
+        values = np.array([defined[i] for i in members])
+        y = values / values[:, -1:]
+        mean = y.sum(axis=1) / n
+        deviation = y - mean[:, None]
+        spread = np.sqrt((deviation * deviation).sum(axis=1) / n)
+        scale = np.where(spread != 0.0, spread, 1.0)
+        standard = deviation / scale[:, None]
+        for row, (i, m, sd) in enumerate(zip(members, mean.tolist(), scale.tolist(), strict=True)):
+            targets[i] = Targets(standard[row], m, sd)
+    return targets
 
 
 def _lapack(result: tuple[np.ndarray, int], routine: str) -> np.ndarray:
@@ -224,15 +261,24 @@ def _posteriors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`posterior` of each fit (of any lengths), as (fits, horizons) arrays of predictive means and sds.
 
-    Each fit's solves are its own (`_solve`); the rest runs on (fits, horizons) arrays, each
-    element taking the operations a lone fit applies to its numbers, in the same order.
+    Each fit's solves are its own (`_solve`), in order; the diagonals of K*' K^-1 K* of fits of one length
+    are one einsum (as in `_grid_squares_each`); the rest runs on (fits, horizons) arrays, each element
+    taking the operations a lone fit applies to its numbers, in the same order.
     """
     horizons = tuple(horizons)
-    crossed, explained = np.empty((len(hypers), len(horizons))), np.empty((len(hypers), len(horizons)))
-    for i, (fit, h) in enumerate(zip(targets, hypers, strict=True)):
-        crossed[i], explained[i] = _solve(fit.standard, h, horizons)
+    count, ahead = len(hypers), len(horizons)
+    crossed, explained = np.empty((count, ahead)), np.empty((count, ahead))
+    solved = [_solve(fit.standard, h, horizons) for fit, h in zip(targets, hypers, strict=True)]
+    groups, alone = _by_length([len(fit.standard) for fit in targets])
+    for i in alone:
+        crossed[i], v = solved[i]
+        explained[i] = np.einsum("ij,ij->i", v, v)
+    for members in groups.values():
+        crossed[members] = [solved[i][0] for i in members]
+        v = np.concatenate([solved[i][1] for i in members])
+        explained[members] = np.einsum("ij,ij->i", v, v).reshape(len(members), ahead)
     amplitude = np.array([h.amplitude for h in hypers])[:, None]
-    trend = np.array([h.amplitude * h.trend for h in hypers])[:, None]  # the kernel's weights, as `_kernel` forms them
+    trend = np.array([h.amplitude * h.trend for h in hypers])[:, None]  # the kernel's weights, as `_solve` forms them
     noise = np.array([h.amplitude * h.noise for h in hypers])[:, None]
     scale = np.array([fit.scale for fit in targets])[:, None]
     mean = scale * crossed + np.array([fit.mean for fit in targets])[:, None]
@@ -242,127 +288,22 @@ def _posteriors(
 
 
 def _solve(y: np.ndarray, h: Hyper, horizons: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """A fit's part of `posterior` that depends on its length: K*' K^-1 y and the diagonal of K*' K^-1 K*."""
+    """A fit's part of `posterior` that depends on its length: K*' K^-1 y and V' (V = L^-1 K*, C-contiguous),
+    whose rows' sums of squares are the diagonal of K*' K^-1 K*."""
     from scipy.linalg.lapack import dpotrf, dpotrs, dtrtrs
 
     n = len(y)
     design = _design(n, h.length_scale, horizons)
-    kernel = _kernel(design.rbf_rows, design.linear_rows, h)
+    # amplitude * RBF + amplitude * trend * DotProduct: sklearn's operations in sklearn's order.
+    kernel = h.amplitude * design.rbf_rows + (h.amplitude * h.trend) * design.linear_rows
     train, cross = kernel[:n], kernel[n:]  # K(x, x) and K(ahead, x): C-contiguous views, as if formed apart
     diagonal = train.reshape(-1)[:: n + 1]  # a view
     diagonal += h.amplitude * h.noise  # the White term, then the jitter: sklearn adds them in this order
     diagonal += ALPHA
-    factor = _lapack(dpotrf(train, lower=1, clean=1), "potrf")
+    if design.symmetric:  # then so is K(x, x): its transpose is it in Fortran order, factored in place, not copied
+        factor = _lapack(dpotrf(train.T, lower=1, clean=1, overwrite_a=1), "potrf")
+    else:
+        factor = _lapack(dpotrf(train, lower=1, clean=1), "potrf")
     weights = _lapack(dpotrs(factor, y, lower=1), "potrs")
     v = _lapack(dtrtrs(factor, cross.T, lower=1), "trtrs")
-    return cross @ weights, np.einsum("ij,ji->i", v.T, v)
-
-
-@cache
-def _blas() -> ThreadpoolController:
-    # Built once (~5 ms); a limit through it then costs ~25 us. It only sees the BLAS libraries
-    # loaded before it: scipy's LAPACK (its own OpenBLAS, not numpy's) must be loaded first, or its
-    # threads stay unlimited and a 0.1 ms fit takes 7 ms.
-    import scipy.linalg.lapack  # noqa: F401
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-_single_threaded = 0  # depth of open `one_blas_thread` blocks
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """One BLAS thread while it lasts (process-wide): on 60x60 systems OpenBLAS's thread hand-off
-    costs more than it saves. Re-entrant at no cost, so several projections pay the ~25 us limit
-    once. Not to be held across an await: other coroutines would run limited too.
-    """
-    global _single_threaded
-    if _single_threaded:
-        yield
-        return
-    with _blas().limit(limits=1, user_api="blas"):
-        _single_threaded += 1
-        try:
-            yield
-        finally:
-            _single_threaded -= 1
-
-
-@dataclass(frozen=True)
-class Projection:
-    points: list[VwapProjection]
-    kernel: str  # the fitted kernel as sklearn writes it (`Hyper.describe`), or why there is no fit
-
-
-def project_vwap(vwap: np.ndarray, horizons: tuple[int, ...] = HORIZONS, window: int = WINDOW) -> Projection:
-    """Gaussian-process forecast of the VWAP `horizons` candles past its last value.
-
-    Fitted to the newest `window` defined values (x = candle offset from the
-    last one / WINDOW, y = value / last value, standardised as sklearn's
-    normalize_y does) with the kernel of `Hyper`, its hyper-parameters by
-    maximum marginal likelihood (`_max_likelihoods`), by `posterior`. The band
-    is mean +/- 1.96 sigma of the predictive distribution (noise included).
-    """
-    return project_vwaps([vwap], horizons, window)[0]
-
-
-def project_vwaps(vwaps: Sequence[np.ndarray], horizons: tuple[int, ...] = HORIZONS, window: int = WINDOW) -> list[Projection]:
-    """`project_vwap` of each VWAP, in order, fitted together (see the module's docstring)."""
-    return finish_projections(prepare_projections(vwaps, window), horizons)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A VWAP's own share of its projection (`prepare_projections`): its newest defined values and, if
-    there are enough of them to fit, their targets and grid squares. What is left is done in a batch."""
-
-    values: np.ndarray
-    targets: Targets | None
-    grid_squares: np.ndarray | None
-
-
-def prepare_projections(vwaps: Sequence[np.ndarray], window: int = WINDOW) -> list[Prepared]:
-    """The steps of `project_vwaps` that each VWAP takes alone, so that a caller can do them as its
-    VWAPs come (a timeframe at a time) and `finish_projections` all of them in one batch."""
-    prepared = []
-    with one_blas_thread():
-        for vwap in vwaps:
-            values = vwap[~np.isnan(vwap)][-window:]
-            if len(values) < MIN_POINTS:
-                prepared.append(Prepared(values, None, None))
-                continue
-            targets = Targets.of(values / float(values[-1]))
-            prepared.append(Prepared(values, targets, _grid_squares(targets.standard)))
-    return prepared
-
-
-def finish_projections(prepared: Sequence[Prepared], horizons: tuple[int, ...] = HORIZONS) -> list[Projection]:
-    """The projections of `prepare_projections`' VWAPs (of one call or several), in order."""
-    fitted = [each for each in prepared if each.targets is not None]
-    projections = iter(_project(fitted, horizons) if fitted else [])
-    return [next(projections) if each.targets is not None else _no_fit(len(each.values)) for each in prepared]
-
-
-def _no_fit(count: int) -> Projection:
-    return Projection([], f"no fit: {count} VWAP values, need {MIN_POINTS}")
-
-
-def _project(fitted: list[Prepared], horizons: tuple[int, ...]) -> list[Projection]:
-    """The projections of prepared VWAPs that have a fit (at least MIN_POINTS values each)."""
-    defined = [each.values for each in fitted]
-    targets: list[Targets] = [each.targets for each in fitted]  # type: ignore[misc]  # not None: fitted
-    with one_blas_thread():
-        hypers = _best_of([each.grid_squares for each in fitted], [len(values) for values in defined])  # type: ignore[misc]
-        mean, std = _posteriors(targets, horizons, hypers)
-    last = np.array([values[-1] for values in defined])[:, None]
-    # Whole arrays, then Python floats: the same operations per element as scalar arithmetic.
-    bands = ((mean * last).tolist(), ((mean - Z95 * std) * last).tolist(), ((mean + Z95 * std) * last).tolist())
-    return [_projection(horizons, *row, hyper.describe()) for hyper, *row in zip(hypers, *bands, strict=True)]
-
-
-def _projection(horizons: tuple[int, ...], mean: list[float], lower: list[float], upper: list[float], kernel: str) -> Projection:
-    """One VWAP's band per horizon."""
-    points = zip(horizons, mean, lower, upper, strict=True)
-    return Projection([VwapProjection(candles_ahead=int(k), mean=m, lower=lo, upper=hi) for k, m, lo, hi in points], kernel)
+    return cross @ weights, v.T
