@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--decision-timeframe")
     scan.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this moment (with --every: the first cycle's)")
     scan.add_argument("--workers", type=int, default=None, help=f"worker processes (default: one per core, or this process alone for fewer than {SMALL_SCAN} symbols)")
-    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: one per worker process; 16 with --distributed)")
+    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: two per worker process, one running and one waiting; 16 with --distributed)")
     scan.add_argument("--distributed", action="store_true", help="send symbols to `aitrader worker` processes over RabbitMQ (AITRADER_BROKER_URL; Postgres)")
     scan.add_argument("--every", help="re-scan on each close of this candle, e.g. 5m (the smallest timeframe)")
     scan.add_argument("--cycles", type=int, help="with --every: stop after this many cycles (default: run until stopped)")
@@ -152,7 +152,7 @@ async def scan_command(args: argparse.Namespace, runs: Lifecycles) -> int:
         pool = ProcessPoolDispatcher(runs.settings, workers)
         await pool.start()
         dispatcher = pool
-    concurrency = args.concurrency or (16 if remote else workers)
+    concurrency = args.concurrency or (16 if remote else pool.concurrency if pool else workers)
     scans = Scans(runs)
     base_id = args.scan_id or f"scan-{uuid.uuid4().hex[:8]}"
     as_of = args.as_of.astimezone(UTC) if args.as_of and args.as_of.tzinfo else (args.as_of.replace(tzinfo=UTC) if args.as_of else None)

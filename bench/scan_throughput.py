@@ -110,11 +110,14 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
             threads = [e.thread_id for e in entries if e.thread_id]
             size = await checkpoint_bytes(settings, threads)
             # The scheduled case (`scan --every 5m`): the same symbols at the next 5m close, on the same workers,
-            # whose caches keep the 15m..1w frames. Which worker gets a symbol is up to the pool.
+            # whose caches keep the 15m..1w frames and what the nodes derived from them. The pool sends a symbol to
+            # its home worker unless another would idle meanwhile: "same worker" is the share that met their cache.
             started = time.perf_counter()
             following = await scans.run(ScanRequest(scan_id="bench-next", symbols=symbols, as_of=CLOCK + NEXT_CLOSE), pool, concurrency=concurrency)
             next_wall = time.perf_counter() - started
             next_latencies = [e.elapsed_ms for e in following.ranked if e.elapsed_ms is not None]
+            first_worker = {e.symbol: e.worker for e in entries}
+            same_worker = sum(1 for e in following.ranked if e.worker and e.worker == first_worker.get(e.symbol)) / len(symbols)
         memory = peak_rss_mib(os.getpid()) + sum(peak_rss_mib(pid) for pid in children(os.getpid()) if Path(f"/proc/{pid}").exists())
         return {
             "startup_s": startup,
@@ -129,6 +132,8 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
             "failed": sum(1 for e in entries if e.status not in ("decided", "paused")),
             "next_per_s": len(symbols) / next_wall,
             "next_p50_ms": statistics.median(next_latencies),
+            "next_p95_ms": percentile(next_latencies, 0.95),
+            "next_same_worker": same_worker,
             **{f"cpu_{k}": v for k, v in cpu.items()},
         }
     finally:
@@ -211,14 +216,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--concurrency", type=int, default=None, help="symbols in flight (default one per worker)")
+    parser.add_argument("--concurrency", type=int, default=None, help="symbols in flight (default two per worker, as `aitrader scan`)")
     parser.add_argument("--postgres-admin-url", default=ADMIN_URL)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    concurrency = args.concurrency or args.workers
+    concurrency = args.concurrency or 2 * args.workers  # ProcessPoolDispatcher.concurrency: one running, one waiting per worker
     universe = [m.symbol for m in builtin_markets() if m.quote == "USDT"]
     print(f"built-in data, 6 timeframes, every strategy, no LLM, paper, Postgres; {args.workers} worker processes, {concurrency} in flight")
-    print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}   CPU ms/symbol: workers, coordinator, PostgreSQL; next 5m cycle: sym/s, p50 ms")
+    print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}   CPU ms/symbol: workers, coordinator, PostgreSQL; next 5m cycle: sym/s, p50, p95 ms, same worker")
     for size in (int(s) for s in args.sizes.split(",")):
         database = f"aitrader_scan_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
@@ -230,7 +235,8 @@ async def main() -> None:
             print(
                 f"{size:>8} {f['wall_s']:>8.1f} {f['per_s']:>7.1f} {f['p50_ms']:>7.0f} {f['p95_ms']:>7.0f} {f['peak_mib']:>9.0f} "
                 f"{f['ckpt_bytes']:>11,.0f} {f['committed']:>7.0f} {f['failed']:>7.0f} {f['startup_s']:>8.1f}   "
-                f"{f['cpu_workers']:.0f}, {f['cpu_coordinator']:.0f}, {f['cpu_postgres']:.0f}; {f['next_per_s']:.1f}, {f['next_p50_ms']:.0f}",
+                f"{f['cpu_workers']:.0f}, {f['cpu_coordinator']:.0f}, {f['cpu_postgres']:.0f}; {f['next_per_s']:.1f}, {f['next_p50_ms']:.0f}, "
+                f"{f['next_p95_ms']:.0f}, {f['next_same_worker']:.0%}",
                 flush=True,
             )
         finally:

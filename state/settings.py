@@ -59,7 +59,10 @@ class Settings(BaseSettings):
     slippage_bps: float = Field(default=5.0, ge=0, lt=500)
     candle_limit: int = Field(default=300, ge=60, le=5000)
     frame_cache_size: int = Field(
-        default=2048, ge=16, description="Indicator frames a process keeps (6 per symbol); scan cycles reuse the larger timeframes' frames."
+        default=4096,
+        ge=16,
+        description="Indicator frames a process keeps (6 per symbol, ~70 KB each): a scan's next cycle reuses the larger "
+        "timeframes' frames and the answers derived from them, if its worker's share of the watchlist fits (~680 symbols).",
     )
     llm_model: str = "phi3:mini"
     llm_base_url: str = "http://127.0.0.1:11434"
