@@ -116,20 +116,28 @@ async def anchored_vwap(state: AnalysisState, runtime: Runtime[Services]) -> dic
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
     loaded = {tf: await frames.get(request.symbol, tf, market.as_of) for tf in market.timeframes}
-    timeframes = list(market.timeframes)
+    # A frame a previous run already projected (a scan's next cycle: every timeframe but the newest
+    # candles') keeps its VWAPs; the rest are projected together, each exactly as it would be alone.
+    missing = [tf for tf in market.timeframes if loaded[tf].derived(NODE) is None]
+    done = len(loaded) - len(missing)
 
-    def progress(i: int) -> None:
+    def progress(tf: str) -> None:
         # The longest analyst: a progress report per timeframe reaches the run's event stream as soon as
         # the timeframe's VWAPs and their fitting windows are ready (anchors and VWAPs come first, every
         # timeframe's at once; the batched projections follow the last report). A failing timeframe
-        # stops them at the one before it.
-        tf = timeframes[i]
-        runtime.stream_writer({"node": NODE, "stage": "vwaps", "timeframe": tf, "done": i + 1, "total": len(loaded)})
+        # stops them at the one before it. Timeframes projected before report first.
+        nonlocal done
+        done += 1
+        runtime.stream_writer({"node": NODE, "stage": "vwaps", "timeframe": tf, "done": done, "total": len(loaded)})
 
+    for position, tf in enumerate(tf for tf in market.timeframes if tf not in missing):
+        runtime.stream_writer({"node": NODE, "stage": "vwaps", "timeframe": tf, "done": position + 1, "total": len(loaded)})
     # The BLAS thread limit once for every timeframe; no await inside it (see one_blas_thread).
     with avwap.one_blas_thread():
-        reports = timeframes_vwaps([loaded[tf] for tf in timeframes], progress)
-    by_timeframe = dict(zip(timeframes, reports, strict=True))
+        reports = timeframes_vwaps([loaded[tf] for tf in missing], lambda i: progress(missing[i])) if missing else []
+    for tf, fresh in zip(missing, reports, strict=True):
+        loaded[tf].keep(NODE, fresh)
+    by_timeframe = {tf: loaded[tf].derived(NODE) for tf in market.timeframes}
     report = AnchoredVwapReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     count = sum(len(v.vwaps) for v in by_timeframe.values())
     return {

@@ -59,7 +59,7 @@ async def fibonacci(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     frames = services(runtime, request).frames
     by_timeframe = {}
     for tf in market.timeframes:
-        levels = impulse_levels(await frames.get(request.symbol, tf, market.as_of))
+        levels = (await frames.get(request.symbol, tf, market.as_of)).derive(NODE, impulse_levels)
         if levels is not None:
             by_timeframe[tf] = levels
     report = FibonacciReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)

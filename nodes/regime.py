@@ -95,7 +95,7 @@ async def regime(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, 
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
     by_timeframe = {
-        tf: classify(await frames.get(request.symbol, tf, market.as_of)) for tf in market.timeframes
+        tf: (await frames.get(request.symbol, tf, market.as_of)).derive(NODE, classify) for tf in market.timeframes
     }
     primary_tf = request.decision_timeframe if request.decision_timeframe in by_timeframe else next(iter(by_timeframe))
     primary = by_timeframe[primary_tf].regime

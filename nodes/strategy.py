@@ -7,6 +7,7 @@ signal and the other branches go on.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -15,11 +16,12 @@ import pandas as pd
 from langgraph.runtime import Runtime
 
 from nodes.common import event, services
-from nodes.strategies import SIGNAL_COLUMNS, SignalArrays, registered_strategies, signal_columns
+from nodes.strategies import SIGNAL_COLUMNS, SignalArrays, Strategy, registered_strategies, signal_columns
 from state import StrategyTask
 from state.sections import Signal
 from tools.backtest import signal_outcomes, trade_outcomes
 from tools.context import Services
+from tools.frames import IndicatorFrame
 
 NODE = "strategy"
 RECENT_CANDLES = 50
@@ -78,6 +80,44 @@ def signal_habits(directions: pd.Series | np.ndarray) -> tuple[float, float, int
     return recent_rate, historical_rate, flips
 
 
+def _signal(chosen: Strategy, loaded: IndicatorFrame, fee_rate: float, slippage_bps: float, as_of: datetime) -> Signal:
+    """The strategy's signal on the frame's newest candle (stamped `as_of`): a function of the frame and the costs."""
+    timeframe = loaded.timeframe
+    # The signal columns as arrays (a strategy with `signals` builds no frame), read by position:
+    # a Series label lookup costs tens of µs in pandas 3.
+    directions, confidences, stops, targets, signals = signal_columns(chosen, loaded.frame)
+    side = int(directions[-1])
+    direction = {1: "LONG", -1: "SHORT"}.get(side, "FLAT")
+    acting = direction != "FLAT"
+    recent_rate, historical_rate, flips = signal_habits(directions)
+    analog_count, analog_rate, overall_rate = analogs(loaded.frame, signals, side, fee_rate, slippage_bps) if acting else (None, None, None)
+    target = float(targets[-1])
+    # The last signal row as a mapping of the very float64 values `signals.iloc[-1]` holds
+    # (the frame upcasts its int direction): building that Series cost ~30 µs per branch.
+    last_signal = dict(zip(SIGNAL_COLUMNS, (directions[-1], confidences[-1], stops[-1], targets[-1]), strict=True))
+    return Signal(
+        as_of=as_of,
+        produced_by=f"{NODE}:{chosen.key}",
+        strategy=chosen.name,
+        version=chosen.version,
+        kind=chosen.kind,
+        direction=direction,
+        confidence=float(confidences[-1]) if acting else 0.0,
+        entry=float(loaded.last["close"]) if acting else None,
+        stop=float(stops[-1]) if acting else None,
+        targets=[target] if acting and math.isfinite(target) else [],
+        timeframe=timeframe,
+        rationale=chosen.explain(loaded.last, last_signal),
+        shadow=chosen.shadow,
+        recent_rate=recent_rate,
+        historical_rate=historical_rate,
+        recent_flips=flips,
+        analog_trades=analog_count,
+        analog_win_rate=analog_rate,
+        overall_win_rate=overall_rate,
+    )
+
+
 async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = task["request"], task["market"]
     chosen = registered_strategies()[task["strategy"]]
@@ -85,42 +125,14 @@ async def strategy(task: StrategyTask, runtime: Runtime[Services]) -> dict[str, 
     produced_by = f"{NODE}:{chosen.key}"
     try:
         loaded = await services(runtime, request).frames.get(request.symbol, timeframe, market.as_of)
-        # The signal columns as arrays (a strategy with `signals` builds no frame), read by position:
-        # a Series label lookup costs tens of µs in pandas 3.
-        directions, confidences, stops, targets, signals = signal_columns(chosen, loaded.frame)
-        side = int(directions[-1])
-        direction = {1: "LONG", -1: "SHORT"}.get(side, "FLAT")
-        acting = direction != "FLAT"
-        recent_rate, historical_rate, flips = signal_habits(directions)
         settings = services(runtime, request).settings
-        analog_count, analog_rate, overall_rate = (
-            analogs(loaded.frame, signals, side, settings.fee_rate, settings.slippage_bps) if acting else (None, None, None)
+        costs = (settings.fee_rate, settings.slippage_bps)
+        # The decision timeframe's frame outlives a 5m scan cycle: its signal is reused, stamped with this run's clock.
+        signal = loaded.derive(
+            (NODE, chosen.key, chosen.name, chosen.version, *costs), lambda frame: _signal(chosen, frame, *costs, market.as_of)
         )
-        target = float(targets[-1])
-        # The last signal row as a mapping of the very float64 values `signals.iloc[-1]` holds
-        # (the frame upcasts its int direction): building that Series cost ~30 µs per branch.
-        last_signal = dict(zip(SIGNAL_COLUMNS, (directions[-1], confidences[-1], stops[-1], targets[-1]), strict=True))
-        signal = Signal(
-            as_of=market.as_of,
-            produced_by=produced_by,
-            strategy=chosen.name,
-            version=chosen.version,
-            kind=chosen.kind,
-            direction=direction,
-            confidence=float(confidences[-1]) if acting else 0.0,
-            entry=float(loaded.last["close"]) if acting else None,
-            stop=float(stops[-1]) if acting else None,
-            targets=[target] if acting and math.isfinite(target) else [],
-            timeframe=timeframe,
-            rationale=chosen.explain(loaded.last, last_signal),
-            shadow=chosen.shadow,
-            recent_rate=recent_rate,
-            historical_rate=historical_rate,
-            recent_flips=flips,
-            analog_trades=analog_count,
-            analog_win_rate=analog_rate,
-            overall_win_rate=overall_rate,
-        )
+        if signal.as_of != market.as_of:
+            signal = signal.model_copy(update={"as_of": market.as_of})
     except Exception as error:  # isolation: one broken strategy must not sink the run
         signal = Signal(
             as_of=market.as_of,

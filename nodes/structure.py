@@ -73,7 +73,7 @@ async def structure(state: AnalysisState, runtime: Runtime[Services]) -> dict[st
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
     by_timeframe = {
-        tf: describe(await frames.get(request.symbol, tf, market.as_of)) for tf in market.timeframes
+        tf: (await frames.get(request.symbol, tf, market.as_of)).derive(NODE, describe) for tf in market.timeframes
     }
     report = StructureReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     detail = {tf: s.bias for tf, s in by_timeframe.items()}

@@ -47,7 +47,7 @@ async def support_resistance(state: AnalysisState, runtime: Runtime[Services]) -
     frames = services(runtime, request).frames
     levels: list[PriceLevel] = []
     for tf in market.timeframes:
-        levels += body_levels(await frames.get(request.symbol, tf, market.as_of))
+        levels += (await frames.get(request.symbol, tf, market.as_of)).derive(NODE, body_levels)
     report = SupportResistanceReport(as_of=market.as_of, produced_by=NODE, levels=levels)
     return {
         "levels": LevelsSection(support_resistance=report),

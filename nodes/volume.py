@@ -22,6 +22,7 @@ from nodes.common import event, services
 from state import AnalysisState
 from state.analysis import FeaturesSection, TimeframeVolume, VolumeReport
 from tools.context import Services
+from tools.frames import IndicatorFrame
 from tools.indicators import column_arrays
 from tools.volume_profile import (
     OBV_WINDOW,
@@ -118,11 +119,15 @@ def describe(frame: pd.DataFrame) -> TimeframeVolume:
     )  # fmt: skip
 
 
+def _describe_loaded(loaded: IndicatorFrame) -> TimeframeVolume:
+    return describe(loaded.frame)
+
+
 async def volume(state: AnalysisState, runtime: Runtime[Services]) -> dict[str, Any]:
     request, market = state["request"], state["market"]
     frames = services(runtime, request).frames
     by_timeframe = {
-        tf: describe((await frames.get(request.symbol, tf, market.as_of)).frame) for tf in market.timeframes
+        tf: (await frames.get(request.symbol, tf, market.as_of)).derive(NODE, _describe_loaded) for tf in market.timeframes
     }
     report = VolumeReport(as_of=market.as_of, produced_by=NODE, by_timeframe=by_timeframe)
     detail = {

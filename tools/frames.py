@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,7 @@ from tools.quality import is_clean, normalize
 from tools.timeframes import last_closed_open_time
 
 FrameKey = tuple[str, str, str, datetime]
+DerivedT = TypeVar("DerivedT")
 
 
 def _in_ohlcv_order(columns: pd.Index) -> bool:
@@ -44,10 +47,32 @@ class IndicatorFrame:
     frame: pd.DataFrame
     repairs: list[str] = field(default_factory=list)
 
+    # What nodes computed from this frame alone. The cache hands the same frame to every run until its
+    # timeframe's next close, so a scan's next 5m cycle finds the 15m..1w answers here, not just the candles.
+    _derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
+
     @cached_property
     def last(self) -> pd.Series:
         """The newest candle's row, built once: every strategy branch of a run explains this row."""
         return self.frame.iloc[-1]
+
+    def derive(self, key: Hashable, compute: Callable[[IndicatorFrame], DerivedT]) -> DerivedT:
+        """`compute(self)`, computed once per key. Only for answers that depend on this frame and on what
+        the key names (a node, its parameters) alone, never on the run's clock or other state; a compute
+        that raises leaves nothing behind. The answer is shared: nobody may change it."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute(self)
+            return value
+
+    def derived(self, key: Hashable) -> Any | None:
+        """What was kept under the key, or None: for a node that computes several frames' answers at once."""
+        return self._derived.get(key)
+
+    def keep(self, key: Hashable, value: Any) -> None:
+        """Keep an answer computed from this frame alone (as `derive` does), for `derived`."""
+        self._derived[key] = value
 
 
 class FrameCache:
