@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,22 +138,48 @@ def test_watchlist_files_accept_lines_commas_comments_and_json(tmp_path: Path) -
     assert read_watchlist(listed) == ["BTC/USDT", "XRP/USDT"]
 
 
-@pytest.mark.postgres
-async def test_worker_processes_share_postgres_and_each_decides_some(pg_settings: Settings) -> None:
-    pool = ProcessPoolDispatcher(pg_settings, workers=2)
+@asynccontextmanager
+async def two_workers(settings: Settings) -> AsyncIterator[tuple[ProcessPoolDispatcher, Lifecycles]]:
+    pool = ProcessPoolDispatcher(settings, workers=2)
     try:
-        async with open_storage(pg_settings) as storage:
+        async with open_storage(settings) as storage:
             await pool.start()
-            runs = Lifecycles(pg_settings, storage)
-            symbols = [f"SYN{i:04d}/USDT" for i in range(1, 9)]
-            summary = await Scans(runs).run(ScanRequest(scan_id="pool", symbols=symbols, as_of=CLOCK), pool, concurrency=4)
-            assert sorted(e.symbol for e in summary.ranked) == symbols
-            assert all(e.status in ("decided", "paused") for e in summary.ranked)
-            assert len({e.worker for e in summary.ranked}) == 2
-            for entry in summary.ranked:  # the coordinator reads what the workers wrote
-                assert (await runs.outcome(entry.thread_id)).decision.action == entry.decision
+            yield pool, Lifecycles(settings, storage)
     finally:
         pool.close()
+
+
+@pytest.mark.postgres
+async def test_worker_processes_share_postgres_and_each_decides_some(pg_settings: Settings) -> None:
+    async with two_workers(pg_settings) as (pool, runs):
+        symbols = [f"SYN{i:04d}/USDT" for i in range(1, 9)]
+        summary = await Scans(runs).run(ScanRequest(scan_id="pool", symbols=symbols, as_of=CLOCK), pool, concurrency=4)
+        assert sorted(e.symbol for e in summary.ranked) == symbols
+        assert all(e.status in ("decided", "paused") for e in summary.ranked)
+        assert len({e.worker for e in summary.ranked}) == 2
+        for entry in summary.ranked:  # the coordinator reads what the workers wrote
+            assert (await runs.outcome(entry.thread_id)).decision.action == entry.decision
+
+
+@pytest.mark.postgres
+async def test_local_workers_decide_each_symbol_at_home_and_carry_on_without_a_dead_one(pg_settings: Settings) -> None:
+    """A symbol's home worker keeps its caches for the next cycle (tests/test_scan_cycles.py)."""
+    async with two_workers(pg_settings) as (pool, runs):
+        scans = Scans(runs)
+        symbols = [f"SYN{i:04d}/USDT" for i in range(300, 310)]
+        assert {pool.home(s) for s in symbols} == {0, 1}
+        # One symbol at a time: its home worker is always free, so it is always the one.
+        summary = await scans.run(ScanRequest(scan_id="homes", symbols=symbols, as_of=CLOCK), pool, concurrency=1)
+        for entry in summary.ranked:
+            assert entry.status in ("decided", "paused") and entry.worker.startswith(f"{pool.pids[pool.home(entry.symbol)]}@")
+        # Worker 0 dies: its symbols go to worker 1; at most the one it was handed fails, and says why.
+        os.kill(pool.pids[0], signal.SIGKILL)
+        later = CLOCK + timedelta(minutes=5)
+        summary = await scans.run(ScanRequest(scan_id="one-left", symbols=symbols, as_of=later), pool, concurrency=pool.concurrency)
+        failed = [e for e in summary.ranked if e.status == "failed"]
+        assert len(failed) <= 1 and all("BrokenProcessPool" in (e.reason or "") for e in failed)
+        decided = [e for e in summary.ranked if e.status in ("decided", "paused")]
+        assert len(decided) >= len(symbols) - 1 and all(e.worker.startswith(f"{pool.pids[1]}@") for e in decided)
 
 
 async def test_api_lists_go_through_the_scanner(backend_settings: Settings) -> None:

@@ -3,13 +3,11 @@
 The frame cache hands a run the same frame until its timeframe's next close; the nodes keep
 their per-frame answers on it (`IndicatorFrame.derive`). Local worker processes send each
 symbol to its home worker, so the next cycle finds them. Real worker processes, real
-PostgreSQL for the pool; the lifecycles run on the built-in data.
+PostgreSQL for the pool (tests/test_scan_cli.py); the lifecycles run on the built-in data.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,15 +15,11 @@ from typing import Any
 import pytest
 
 from api.audit_trail import jsonable
-from api.runs import Lifecycles, make_request
-from api.scan import Scans
-from api.scan_pool import ProcessPoolDispatcher
+from api.runs import make_request
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings
-from state.scan import ScanRequest
 from tools.context import ServiceHub
 from tools.frames import IndicatorFrame
-from tools.storage import open_storage
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
 NEXT_CLOSE = CLOCK + timedelta(minutes=5)
@@ -97,27 +91,3 @@ async def test_scenario_markets_are_drawn_at_each_clock_so_nothing_is_reused(tmp
     frames = hub.for_request(make_request(settings, "BTC/USDT", as_of=CLOCK, scenario="range")).frames
     assert (await frames.get("BTC/USDT", "1d", CLOCK)) is not (await frames.get("BTC/USDT", "1d", NEXT_CLOSE))
     assert sections(first) == sections(await run(ServiceHub(settings), settings, "BTC/USDT", CLOCK, scenario="range"))
-
-
-@pytest.mark.postgres
-async def test_local_workers_decide_each_symbol_at_home_and_carry_on_without_a_dead_one(pg_settings: Settings) -> None:
-    pool = ProcessPoolDispatcher(pg_settings, workers=2)
-    try:
-        async with open_storage(pg_settings) as storage:
-            await pool.start()
-            scans = Scans(Lifecycles(pg_settings, storage))
-            symbols = [f"SYN{i:04d}/USDT" for i in range(300, 310)]
-            assert {pool.home(s) for s in symbols} == {0, 1}
-            # One symbol at a time: its home worker is always free, so it is always the one.
-            summary = await scans.run(ScanRequest(scan_id="homes", symbols=symbols, as_of=CLOCK), pool, concurrency=1)
-            for entry in summary.ranked:
-                assert entry.status in ("decided", "paused") and entry.worker.startswith(f"{pool.pids[pool.home(entry.symbol)]}@")
-            # Worker 0 dies: its symbols go to worker 1; at most the one it was handed fails, and says why.
-            os.kill(pool.pids[0], signal.SIGKILL)
-            summary = await scans.run(ScanRequest(scan_id="one-left", symbols=symbols, as_of=NEXT_CLOSE), pool, concurrency=pool.concurrency)
-            failed = [e for e in summary.ranked if e.status == "failed"]
-            assert len(failed) <= 1 and all("BrokenProcessPool" in (e.reason or "") or "died" in (e.reason or "") for e in failed)
-            decided = [e for e in summary.ranked if e.status in ("decided", "paused")]
-            assert len(decided) >= len(symbols) - 1 and all(e.worker.startswith(f"{pool.pids[1]}@") for e in decided)
-    finally:
-        pool.close()
