@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--decision-timeframe")
     scan.add_argument("--as-of", type=datetime.fromisoformat, help="decide at this moment (with --every: the first cycle's)")
     scan.add_argument("--workers", type=int, default=None, help=f"worker processes (default: one per core, or this process alone for fewer than {SMALL_SCAN} symbols)")
-    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: two per worker process, one running and one waiting; 16 with --distributed)")
+    scan.add_argument("--concurrency", type=int, default=None, help="symbols in flight at once (default: three per worker process, one running and two waiting; 16 with --distributed)")
     scan.add_argument("--distributed", action="store_true", help="send symbols to `aitrader worker` processes over RabbitMQ (AITRADER_BROKER_URL; Postgres)")
     scan.add_argument("--every", help="re-scan on each close of this candle, e.g. 5m (the smallest timeframe)")
     scan.add_argument("--cycles", type=int, help="with --every: stop after this many cycles (default: run until stopped)")

@@ -216,11 +216,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--concurrency", type=int, default=None, help="symbols in flight (default two per worker, as `aitrader scan`)")
+    parser.add_argument("--concurrency", type=int, default=None, help="symbols in flight (default three per worker, as `aitrader scan`)")
     parser.add_argument("--postgres-admin-url", default=ADMIN_URL)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    concurrency = args.concurrency or 2 * args.workers  # ProcessPoolDispatcher.concurrency: one running, one waiting per worker
+    concurrency = args.concurrency or 3 * args.workers  # ProcessPoolDispatcher.concurrency: one running, two waiting per worker
     universe = [m.symbol for m in builtin_markets() if m.quote == "USDT"]
     print(f"built-in data, 6 timeframes, every strategy, no LLM, paper, Postgres; {args.workers} worker processes, {concurrency} in flight")
     print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}   CPU ms/symbol: workers, coordinator, PostgreSQL; next 5m cycle: sym/s, p50, p95 ms, same worker")
