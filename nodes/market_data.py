@@ -52,7 +52,7 @@ async def market_data(state: AnalysisState, runtime: Runtime[Services]) -> dict[
         elif len(result.frame) < MIN_CANDLES:
             dropped[timeframe] = f"{len(result.frame)} candles up to {clock:%Y-%m-%d %H:%M}, indicators need {MIN_CANDLES}"
         else:
-            summaries[timeframe] = summarize(result)
+            summaries[timeframe] = result.derive(NODE, summarize)
     if request.decision_timeframe in dropped:
         reason = f"decision timeframe {request.decision_timeframe} unusable: {dropped[request.decision_timeframe]}"
         return end_run(NODE, "HOLD", reason, clock, kind="MARKET_DATA", detail={"dropped": dropped})

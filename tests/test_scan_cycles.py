@@ -24,7 +24,7 @@ from tools.frames import IndicatorFrame
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
 NEXT_CLOSE = CLOCK + timedelta(minutes=5)
 # Every section a run derives from its frames (the clock-stamped ones compare as of the same clock).
-DERIVED_SECTIONS = ("features", "levels", "signals", "consensus", "decision")
+DERIVED_SECTIONS = ("market", "quality", "features", "levels", "signals", "consensus", "decision")
 
 
 def test_derive_computes_once_per_key_and_keeps_nothing_of_a_failure() -> None:
@@ -71,7 +71,7 @@ async def test_the_next_cycle_reuses_unchanged_frames_answers_and_decides_as_a_f
     hourly = await frames.get(symbol, "1h", CLOCK)
     remembered = dict(hourly._derived)
     answers = {key if isinstance(key, str) else key[0] for key in remembered}
-    assert {"regime", "structure", "volume", "support_resistance", "fibonacci", "anchored_vwap"} <= answers
+    assert {"market_data", "data_quality", "regime", "structure", "volume", "support_resistance", "fibonacci", "anchored_vwap"} <= answers
     assert ("strategy" in answers) == (options.get("decision_timeframe", "1h") == "1h")
     # Five minutes on, only the 5m frame is new: the hourly frame and its answers are the very same objects.
     following = await run(scanning, settings, symbol, NEXT_CLOSE, **options)

@@ -113,6 +113,12 @@ def inspect(
     candles: pd.DataFrame, timeframe: str, clock: datetime, *, min_candles: int, prefix: str = ""
 ) -> list[Check]:
     """One check per rule; a failed check means the timeframe cannot be trusted. `prefix` starts every check's name."""
+    checks = frame_checks(candles, timeframe, min_candles=min_candles, prefix=prefix)
+    return checks + [fresh_check(candles, timeframe, clock, prefix=prefix)] if len(candles) else checks
+
+
+def frame_checks(candles: pd.DataFrame, timeframe: str, *, min_candles: int, prefix: str = "") -> list[Check]:
+    """`inspect`'s checks of the candles themselves: all but freshness, which depends on the clock."""
     ohlcv = adjacent_columns(candles, *OHLCV)
     if ohlcv is None:
         o, h, l, c, volume = column_arrays(candles, *OHLCV)
@@ -130,10 +136,12 @@ def inspect(
     checks.append(Check(name=f"{prefix}positive_prices", passed=non_positive == 0, detail=f"{non_positive} candles"))
     checks.append(Check(name=f"{prefix}high_above_low", passed=inverted == 0, detail=f"{inverted} candles with high < low"))
     checks.append(Check(name=f"{prefix}open_close_in_range", passed=outside == 0, detail=f"{outside} candles"))
-    step = period(timeframe)
     # Gaps are reported, not fatal: exchanges have maintenance windows.
-    checks.append(Check(name=f"{prefix}gaps", passed=True, detail=_gaps_detail(candles.index, step)))
-    # A healthy feed's newest closed candle opened between one and two periods ago.
-    age = as_utc(clock) - open_time(candles.index, -1)
-    checks.append(Check(name=f"{prefix}fresh", passed=age <= 2 * step, detail=f"last candle opened {age} before the clock"))
+    checks.append(Check(name=f"{prefix}gaps", passed=True, detail=_gaps_detail(candles.index, period(timeframe))))
     return checks
+
+
+def fresh_check(candles: pd.DataFrame, timeframe: str, clock: datetime, *, prefix: str = "") -> Check:
+    """A healthy feed's newest closed candle opened between one and two periods before the clock (candles not empty)."""
+    age = as_utc(clock) - open_time(candles.index, -1)
+    return Check(name=f"{prefix}fresh", passed=age <= 2 * period(timeframe), detail=f"last candle opened {age} before the clock")
