@@ -26,7 +26,9 @@ async def data_quality(state: AnalysisState, runtime: Runtime[Services]) -> dict
         # Named for their timeframe as they are made: a model_copy per check costs more than the check.
         # The candles' own checks are the frame's for as long as the cache hands it out; freshness is the clock's.
         prefix = f"{timeframe}."
-        checks += loaded.derive((NODE, MIN_CANDLES), lambda item: frame_checks(item.frame, timeframe, min_candles=MIN_CANDLES, prefix=prefix))
+        checks += loaded.derive(
+            (NODE, MIN_CANDLES), lambda item: frame_checks(item.frame, timeframe, min_candles=MIN_CANDLES, prefix=prefix)
+        )
         if len(loaded.frame):
             checks.append(fresh_check(loaded.frame, timeframe, market.as_of, prefix=prefix))
         repairs += [f"{timeframe}: {note}" for note in loaded.repairs]

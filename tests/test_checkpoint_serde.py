@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import ormsgpack
-import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
@@ -16,7 +15,7 @@ from api.runs import make_request
 from graphs.trade_lifecycle import RECURSION_LIMIT, build_graph
 from state import Settings, serializable_models
 from state.sections import AuditEvent, MarketSection
-from tools.checkpoint_serde import TAG, SectionSerializer, json_exact
+from tools.checkpoint_serde import TAG, SectionSerializer, plain_exact
 from tools.context import ServiceHub
 from tools.storage import checkpoint_serializer
 
@@ -100,7 +99,7 @@ def test_containers_of_one_section_class_take_the_fast_path_mixed_ones_do_not() 
 
 def test_models_with_any_fields_keep_their_python_values() -> None:
     """A datetime in an `Any` field would come back as text from plain values: such models stay with LangGraph's msgpack."""
-    assert not json_exact(Loose) and not json_exact(AuditEvent) and json_exact(MarketSection)
+    assert not plain_exact(Loose) and not plain_exact(AuditEvent) and plain_exact(MarketSection)
     serde = serializer()
     value = Loose(detail={"at": CLOCK, "count": 3})
     kind, blob = serde.dumps_typed(value)

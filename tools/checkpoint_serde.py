@@ -38,7 +38,7 @@ Container = Literal["model", "list", "dict"]
 _INEXACT = frozenset({"any", "union", "tagged-union", "is-instance", "is-subclass", "callable", "json-or-python"})
 
 
-def json_exact(model: type[BaseModel]) -> bool:
+def plain_exact(model: type[BaseModel]) -> bool:
     """Whether every value the model can hold comes back equal from its plain (python-mode) dump."""
     return not _has_inexact(model.__pydantic_core_schema__)
 
@@ -63,11 +63,11 @@ def _adapter(container: Container, model: type[BaseModel]) -> TypeAdapter[Any]:
 class SectionSerializer(JsonPlusSerializer):
     def __init__(self, models: Sequence[type[BaseModel]]) -> None:
         super().__init__(allowed_msgpack_modules=list(models))
-        self._exact = {model for model in models if json_exact(model)}
+        self._exact = {model for model in models if plain_exact(model)}
         self._names = {f"{model.__module__}.{model.__qualname__}": model for model in models}
 
     def _shape(self, obj: Any) -> tuple[Container, type[BaseModel]] | None:
-        """The container and model class of a value JSON carries exactly, else None."""
+        """The container and model class of a value its plain dump carries exactly, else None."""
         kind = type(obj)
         if kind in self._exact:
             return "model", kind
