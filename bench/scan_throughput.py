@@ -7,7 +7,8 @@ processes, this coordinating process, the PostgreSQL server), per-symbol decisio
 measured in the worker from dispatch to decision), peak memory (the coordinator plus
 every worker, summed peak RSS), checkpoint bytes per symbol and how many symbols were
 re-run with per-step checkpoints (trade proposals), and then the same symbols scanned again at
-the next 5m close (the scheduled case: sym/s and p50). All six timeframes, every
+the next 5m close (the scheduled case: sym/s, p50, p95, and the share of symbols decided by the
+same worker as before, whose caches hold their unchanged frames' answers). All six timeframes, every
 strategy, no LLM, paper broker, observe approval. Each size gets a scratch database;
 worker start-up (imports, storage) is excluded and reported once.
 
