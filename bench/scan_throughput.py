@@ -12,6 +12,10 @@ same worker as before, whose caches hold their unchanged frames' answers). All s
 strategy, no LLM, paper broker, observe approval. Each size gets a scratch database;
 worker start-up (imports, storage) is excluded and reported once.
 
+Then, on the largest size's database, single-symbol decisions: new symbols decided one at a time
+in this process, with nothing else running (p50 / p95): the latency of one decision, where the
+scans' latencies are those of decisions made while both cores are busy with others.
+
 Then, in this process on one core: what a lifecycle costs, and what the graph runtime
 alone costs (the same runs with every node replaced by its recorded answer), and
 with --profile a pyinstrument profile of single-symbol decisions (bench/results/).
@@ -141,6 +145,22 @@ async def scan_once(settings: Settings, symbols: list[str], workers: int, concur
         pool.close()
 
 
+async def single_symbol_latencies(settings: Settings, count: int) -> list[float]:
+    """Decision latency of symbols decided alone, one after another, in this process: the path of a
+    scan's symbol (claim, screen, commit pass for a trade proposal, Postgres records), with nothing
+    else running. Each symbol is new to the process (cold caches), as in the scans' first pass."""
+    from api.scan import decide_symbol
+
+    async with open_storage(settings) as storage:
+        runs = Lifecycles(settings, storage)
+        symbols = [f"SYN{6000 + i:04d}/USDT" for i in range(count + 3)]
+        scan = ScanRequest(scan_id=f"alone-{uuid.uuid4().hex[:6]}", symbols=symbols, as_of=CLOCK)
+        for symbol in symbols[:3]:  # warm-up: imports, TA-Lib
+            await decide_symbol(runs, scan, symbol, CLOCK)
+        entries = [await decide_symbol(runs, scan, symbol, CLOCK) for symbol in symbols[3:]]
+    return [e.elapsed_ms for e in entries if e.elapsed_ms is not None]
+
+
 async def graph_runtime_share(runs_count: int) -> tuple[float, float]:
     """(ms per run, ms per run of LangGraph's runtime alone), one core, no saver.
 
@@ -225,7 +245,9 @@ async def main() -> None:
     universe = [m.symbol for m in builtin_markets() if m.quote == "USDT"]
     print(f"built-in data, 6 timeframes, every strategy, no LLM, paper, Postgres; {args.workers} worker processes, {concurrency} in flight")
     print(f"{'symbols':>8} {'wall s':>8} {'sym/s':>7} {'p50 ms':>7} {'p95 ms':>7} {'peak MiB':>9} {'ckpt B/sym':>11} {'re-run':>7} {'failed':>7} {'start s':>8}   CPU ms/symbol: workers, coordinator, PostgreSQL; next 5m cycle: sym/s, p50, p95 ms, same worker")
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [int(s) for s in args.sizes.split(",")]
+    alone: list[float] = []
+    for size in sizes:
         database = f"aitrader_scan_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
             admin.execute(f'CREATE DATABASE "{database}"')
@@ -233,6 +255,8 @@ async def main() -> None:
             url = args.postgres_admin_url.rsplit("/", 1)[0] + f"/{database}"
             settings = Settings(_env_file=None, home=Path(tempfile.mkdtemp(prefix="aitrader-bench-")), database_url=url, llm_enabled=False)
             f = await scan_once(settings, universe[:size], args.workers, concurrency)
+            if size == max(sizes):
+                alone = await single_symbol_latencies(settings, min(size, 200))
             print(
                 f"{size:>8} {f['wall_s']:>8.1f} {f['per_s']:>7.1f} {f['p50_ms']:>7.0f} {f['p95_ms']:>7.0f} {f['peak_mib']:>9.0f} "
                 f"{f['ckpt_bytes']:>11,.0f} {f['committed']:>7.0f} {f['failed']:>7.0f} {f['startup_s']:>8.1f}   "
@@ -243,8 +267,12 @@ async def main() -> None:
         finally:
             with psycopg.connect(args.postgres_admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    print(
+        f"\nsingle-symbol decisions, one at a time in one process (Postgres, new symbols): "
+        f"p50 {statistics.median(alone):.0f} ms, p95 {percentile(alone, 0.95):.0f} ms over {len(alone)}"
+    )
     wall, runtime = await graph_runtime_share(30)
-    print(f"\none lifecycle, one core, no saver: {wall:.1f} ms per run, of which LangGraph's runtime (nodes stubbed) {runtime:.1f} ms")
+    print(f"one lifecycle, one core, no saver: {wall:.1f} ms per run, of which LangGraph's runtime (nodes stubbed) {runtime:.1f} ms")
     if args.profile:
         print(f"profile of 20 decisions: {await profile(20)}")
 
