@@ -49,7 +49,7 @@ def add_parsers(sub: Any) -> None:
     approvals.add_argument("--json", action="store_true")
 
     listing = sub.add_parser("runs", help="runs started from any surface, newest first")
-    listing.add_argument("--status", choices=["running", "paused", "done", "failed"])
+    listing.add_argument("--status", choices=["queued", "running", "paused", "done", "failed", "skipped"])
     listing.add_argument("--symbol")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true")

@@ -43,6 +43,10 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
     thread_id = scan_thread_id(scan.scan_id, symbol)
     started = time.perf_counter()
     try:
+        # Read again here, not trusted from the dispatch: a symbol may have waited in a queue meanwhile.
+        governor = await runs.storage.ledger.governor()
+        if governor.halted and (skipped := await _skip_unstarted(runs, thread_id, symbol, governor.reason)) is not None:
+            return skipped
         request = make_request(runs.settings, symbol, **{**scan.run_options(), "as_of": as_of})
         metadata = {"scan_id": scan.scan_id, "worker": WORKER}
         # The run row goes in before any checkpoint: a thread that had none is new, and needs no look back.
@@ -67,6 +71,20 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
         await runs.storage.ledger.run_started(thread_id, symbol, status="failed")  # there may be no row yet
         await runs.storage.ledger.run_status(thread_id, "failed", None, f"{type(error).__name__}: {error}"[:500])
         return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500], worker=WORKER)
+
+
+async def _skip_unstarted(runs: Lifecycles, thread_id: str, symbol: str, reason: str) -> ScanEntry | None:
+    """After a halt, a symbol handed to a worker that had not started it never starts: its run row
+    says so (a distributed scan's coordinator reads it there). One that started before the halt is
+    picked up like any redelivery (None): it reports what it decided, or meets the halt in risk."""
+    row = await runs.storage.ledger.run(thread_id)
+    # "queued": written ahead by the API, or by a worker stopped mid-run; only the checkpoints tell which.
+    if row is not None and (row["status"] not in ("queued", "skipped") or await runs.storage.last_checkpoint_id(thread_id)):
+        return None
+    why = f"not started: trading halted ({reason or 'no reason given'})"
+    await runs.storage.ledger.run_started(thread_id, symbol, status="skipped")
+    await runs.storage.ledger.run_status(thread_id, "skipped", None, why)
+    return ScanEntry(symbol=symbol, thread_id=thread_id, status="skipped", reason=why, worker=WORKER)
 
 
 async def _pick_up(runs: Lifecycles, thread_id: str, symbol: str, metadata: dict[str, Any], started: float) -> ScanEntry | None:

@@ -48,7 +48,7 @@ logger = logging.getLogger("aitrader.scan_worker")
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_QUEUE = "aitrader.scan"
-FINAL = ("done", "paused", "failed")
+FINAL = ("done", "paused", "failed", "skipped")
 # The ledger status each kind of entry leaves behind once the symbol is settled.
 SETTLED = {"decided": "done", "paused": "paused"}
 
@@ -109,7 +109,7 @@ async def decide_symbol_task(scan_json: str, symbol: str, as_of_iso: str, state:
 @dataclass
 class _Waiting:
     future: asyncio.Future[dict[str, Any]]
-    # A "failed" row from an earlier attempt does not count until it is written again.
+    # A "failed" or "skipped" row from an earlier attempt does not count until it is written again.
     stale_updated_at: str | None
 
 
@@ -159,7 +159,7 @@ class TaskiqDispatcher:
                 return await self._entry(symbol, thread_id, before)  # decided by an earlier run of this scan
             waiting = self._waiting.get(thread_id)
             if waiting is None:
-                stale = str(before["updated_at"]) if before is not None and before["status"] == "failed" else None
+                stale = str(before["updated_at"]) if before is not None and before["status"] in ("failed", "skipped") else None
                 waiting = self._waiting[thread_id] = _Waiting(asyncio.get_running_loop().create_future(), stale)
             await decide_symbol_task.kicker().with_broker(self.broker).kiq(request.model_dump_json(), symbol, as_of.isoformat())
             row = await asyncio.wait_for(asyncio.shield(waiting.future), self.timeout)
@@ -175,6 +175,8 @@ class TaskiqDispatcher:
         snapshot = await self.runs.graph.aget_state({"configurable": {"thread_id": thread_id}})
         worker = (snapshot.metadata or {}).get("worker")
         elapsed = _elapsed_ms(row)
+        if row["status"] == "skipped":  # the worker found the desk halted before it started the symbol
+            return ScanEntry(symbol=symbol, thread_id=thread_id, status="skipped", reason=str(row.get("reason") or "not started"), worker=worker)
         if row["status"] == "failed" or not snapshot.values:
             reason = str(row.get("reason") or "the run failed without a reason")[:500]
             return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=reason, elapsed_ms=elapsed, worker=worker)

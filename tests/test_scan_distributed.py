@@ -36,6 +36,7 @@ from api.scan import Scans
 from api.scan_distributed import TaskiqDispatcher, make_broker
 from state import Settings
 from state.scan import ScanRequest
+from tools.governor import Governor
 from tools.market_data.builtin import builtin_markets
 from tools.storage import open_storage
 
@@ -220,3 +221,29 @@ async def test_the_cli_scans_through_an_aitrader_worker(pg_settings: Settings, s
     assert sorted(r["symbol"] for r in results) == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
     assert all(r["status"] == "decided" and r["worker"] == worker.worker_id() for r in results)
     assert worker.settled() == {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+
+
+async def test_a_symbol_on_the_queue_when_the_desk_halts_never_starts(pg_settings: Settings, scan_queue: str, tmp_path: Path) -> None:
+    """The coordinator checks the kill switch before it sends a symbol; one sent before the halt waits on the
+    queue. Here it is sent after the halt, as if it had waited: the worker reads the flag, starts nothing, and
+    writes why on the symbol's run row, where the coordinator reads its entry."""
+    env = process_env(pg_settings, scan_queue)
+    worker = Worker("worker", env, tmp_path)
+    request = ScanRequest(scan_id=f"halted-{uuid.uuid4().hex[:8]}", symbols=["BTC/USDT"], as_of=AS_OF)
+    try:
+        async with open_storage(pg_settings) as storage:
+            runs = Lifecycles(pg_settings, storage)
+            try:
+                await wait_ready([worker])
+                await Governor(storage.ledger, storage.audit).halt("drawdown alarm", "erin", runs.hub.brokers())
+                async with TaskiqDispatcher(runs, make_broker(BROKER_URL, scan_queue), timeout=300) as dispatcher:
+                    entry = await dispatcher.decide(request, "BTC/USDT", AS_OF)
+                row = await storage.ledger.run(entry.thread_id)
+                checkpoint = await storage.last_checkpoint_id(entry.thread_id)
+            finally:
+                await runs.hub.aclose()
+    finally:
+        worker.stop()
+    assert entry.status == "skipped" and "not started: trading halted (drawdown alarm)" in entry.reason, entry
+    assert row["status"] == "skipped" and checkpoint is None
+    assert worker.settled() == {"BTC/USDT"}  # the worker took the message and settled it without a lifecycle

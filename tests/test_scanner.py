@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-from api.runs import Lifecycles
+from api.runs import Lifecycles, make_request
 from api.scan import SCREEN_STOP, InProcessDispatcher, Scans, decide_symbol
 from graphs.scanner import graph as served_scanner
 from state import Settings
@@ -107,8 +107,8 @@ async def test_proposals_keep_every_step_and_holds_keep_one_checkpoint(backend_s
         }
         assert len([p for p in await storage.ledger.positions() if p.thread_id == buy.thread_id]) == 1
 
-        # Actionable consensus that risk refuses (the desk is halted) is no trade proposal: no second pass.
-        await Governor(storage.ledger, storage.audit).halt("drawdown alarm", "erin", runs.hub.brokers())
+        # Actionable consensus that risk refuses (the desk's capital budget is spent) is no trade proposal: no second pass.
+        await Governor(storage.ledger, storage.audit).set_budget(1.0, by="erin")
         scan = ScanRequest(scan_id="halted", symbols=["SOL/USDT"], scenario="uptrend", as_of=CLOCK)
         refused = await decide_symbol(runs, scan, "SOL/USDT", CLOCK)
         assert refused.actionable and refused.decision == "REJECT" and refused.stage == "risk"
@@ -230,15 +230,28 @@ async def test_a_halt_stops_dispatching_and_running_lifecycles_hold(make_setting
         assert summary.halted and summary.halt_reason == "drawdown alarm"
         assert statuses["decided"] == 2 and statuses["skipped"] == 6
         skipped = [e for e in summary.ranked if e.status == "skipped"]
-        assert all("halted" in e.reason and e.thread_id is None for e in skipped)
-        for entry in skipped:  # nothing ran for them: no thread, no run row
-            assert await storage.ledger.run(scan_thread_id("halt", entry.symbol)) is None
+        assert all("halted" in e.reason for e in skipped)
+        for entry in skipped:  # nothing ran for them: no checkpoint; no run row, or one that says it never started
+            thread_id = scan_thread_id("halt", entry.symbol)
+            assert await storage.last_checkpoint_id(thread_id) is None
+            row = await storage.ledger.run(thread_id)
+            assert row is None or (row["status"] == "skipped" and "not started" in row["reason"])
 
         # A lifecycle already running when the halt lands ends without an order.
-        in_flight = ScanRequest(scan_id="halted-run", symbols=["ETH/USDT"], scenario="uptrend", as_of=CLOCK)
-        entry = await decide_symbol(runs, in_flight, "ETH/USDT", CLOCK)
-        assert entry.decision in ("HOLD", "REJECT") and "halt" in entry.reason.lower()
-        assert not [p for p in await storage.ledger.positions() if p.thread_id == entry.thread_id]
+        running = await runs.start(make_request(settings, "ETH/USDT", scenario="uptrend", as_of=CLOCK))
+        assert running.decision.action in ("HOLD", "REJECT") and "halt" in running.decision.reason.lower()
+        assert not [p for p in await storage.ledger.positions() if p.thread_id == running.thread_id]
+
+        # A symbol handed to a worker that had not started it when the halt landed never starts; its run row
+        # says why (a distributed scan's coordinator reads it there).
+        queued = await decide_symbol(runs, ScanRequest(scan_id="halted-queue", symbols=["ETH/USDT"], as_of=CLOCK), "ETH/USDT", CLOCK)
+        assert queued.status == "skipped" and "halted" in queued.reason and "drawdown alarm" in queued.reason
+        assert (await storage.ledger.run(queued.thread_id))["status"] == "skipped"
+        assert await storage.last_checkpoint_id(queued.thread_id) is None
+        # One decided before the halt and delivered again reports what it decided.
+        decided = next(e for e in summary.ranked if e.status == "decided")
+        again = await decide_symbol(runs, request, decided.symbol, CLOCK)
+        assert again.status == "decided" and again.decision == decided.decision and again.thread_id == decided.thread_id
 
 
 async def test_top_n_scans_the_most_traded_usdt_markets(make_settings) -> None:

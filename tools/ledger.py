@@ -17,7 +17,7 @@ from tools.database import Database, MemoryDatabase, Session
 
 POSITIONS = "aitrader_positions"
 GOVERNOR = "aitrader_governor"
-RunStatus = Literal["queued", "running", "paused", "done", "failed"]
+RunStatus = Literal["queued", "running", "paused", "done", "failed", "skipped"]
 APPROVALS = "aitrader_approvals"
 RUNS = "aitrader_runs"
 

@@ -21,7 +21,7 @@ from tools.audit_log import AuditRow
 
 # The product's event vocabulary passes through as is; the rest get a lower-case name of what they are.
 RENAMED = {"STATE_CHANGE": "node_update", "PROGRESS": "progress", "INTERRUPT": "interrupt", "DECISION": "decision"}
-FINISHED = ("done", "failed")
+FINISHED = ("done", "failed", "skipped")
 # Streams of runs driven by another process (the CLI) have no in-process wake-up: they look this often.
 POLL_SECONDS = 1.0
 PAGE = 500
