@@ -43,14 +43,15 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
     thread_id = scan_thread_id(scan.scan_id, symbol)
     started = time.perf_counter()
     try:
-        # Read again here, not trusted from the dispatch: a symbol may have waited in a queue meanwhile.
-        governor = await runs.storage.ledger.governor()
-        if governor.halted and (skipped := await _skip_unstarted(runs, thread_id, symbol, governor.reason)) is not None:
-            return skipped
         request = make_request(runs.settings, symbol, **{**scan.run_options(), "as_of": as_of})
         metadata = {"scan_id": scan.scan_id, "worker": WORKER}
         # The run row goes in before any checkpoint: a thread that had none is new, and needs no look back.
-        claimed = await runs.storage.ledger.claim_run(thread_id, symbol)
+        # The kill switch is read again, not trusted from the dispatch (the symbol may have waited in a
+        # queue meanwhile), alongside the claim: one round trip's wait for both.
+        ledger = runs.storage.ledger
+        governor, claimed = await asyncio.gather(ledger.governor(), ledger.claim_run(thread_id, symbol))
+        if governor.halted and (skipped := await _skip_unstarted(runs, thread_id, symbol, governor.reason, claimed)) is not None:
+            return skipped
         if not claimed and (found := await _pick_up(runs, thread_id, symbol, metadata, started)) is not None:
             return found
         with runs.screen_cache.scope():  # the commit pass reuses the screen's analysis and verification
@@ -73,16 +74,15 @@ async def decide_symbol(runs: Lifecycles, scan: ScanRequest, symbol: str, as_of:
         return ScanEntry(symbol=symbol, thread_id=thread_id, status="failed", reason=f"{type(error).__name__}: {error}"[:500], worker=WORKER)
 
 
-async def _skip_unstarted(runs: Lifecycles, thread_id: str, symbol: str, reason: str) -> ScanEntry | None:
+async def _skip_unstarted(runs: Lifecycles, thread_id: str, symbol: str, reason: str, claimed: bool) -> ScanEntry | None:
     """After a halt, a symbol handed to a worker that had not started it never starts: its run row
     says so (a distributed scan's coordinator reads it there). One that started before the halt is
     picked up like any redelivery (None): it reports what it decided, or meets the halt in risk."""
-    row = await runs.storage.ledger.run(thread_id)
-    # "queued": written ahead by the API, or by a worker stopped mid-run; only the checkpoints tell which.
-    if row is not None and (row["status"] not in ("queued", "skipped") or await runs.storage.last_checkpoint_id(thread_id)):
-        return None
+    if not claimed:  # a row from before: "queued" (written ahead by the API, or by a worker stopped mid-run)
+        row = await runs.storage.ledger.run(thread_id)  # only the checkpoints tell which
+        if row is None or row["status"] not in ("queued", "skipped") or await runs.storage.last_checkpoint_id(thread_id):
+            return None
     why = f"not started: trading halted ({reason or 'no reason given'})"
-    await runs.storage.ledger.run_started(thread_id, symbol, status="skipped")
     await runs.storage.ledger.run_status(thread_id, "skipped", None, why)
     return ScanEntry(symbol=symbol, thread_id=thread_id, status="skipped", reason=why, worker=WORKER)
 
