@@ -6,6 +6,7 @@ wrapper around the built-in source, to see which candles a second cycle fetches.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,11 +23,10 @@ from api.scan import Scans
 from api.scan_cli import next_close, read_watchlist
 from api.scan_pool import ProcessPoolDispatcher
 from state import Settings
-from state.scan import ScanEntry, ScanRequest
+from state.scan import ScanRequest
 from tests.http_support import serving
 from tests.test_cli import AITRADER, tmp_cwd
 from tools.governor import Governor
-from tools.scan import scan_thread_id
 from tools.storage import open_storage
 
 CLOCK = datetime(2026, 11, 20, 13, 37, tzinfo=UTC)
@@ -184,44 +184,25 @@ async def test_local_workers_decide_each_symbol_at_home_and_carry_on_without_a_d
         assert len(decided) >= len(symbols) - 1 and all(e.worker.startswith(f"{pool.pids[1]}@") for e in decided)
 
 
-class HaltsOnFirstAnswer:
-    """The local pool; the operator hits the kill switch as soon as its first symbol comes back."""
-
-    def __init__(self, pool: ProcessPoolDispatcher, runs: Lifecycles) -> None:
-        self.pool, self.runs, self.answers = pool, runs, 0
-
-    async def decide(self, request: ScanRequest, symbol: str, as_of: datetime | None) -> ScanEntry:
-        entry = await self.pool.decide(request, symbol, as_of)
-        self.answers += 1
-        if self.answers == 1:
-            await Governor(self.runs.storage.ledger, self.runs.storage.audit).halt("drawdown alarm", "erin", self.runs.hub.brokers())
-        return entry
-
-
 @pytest.mark.postgres
-async def test_a_halt_keeps_symbols_waiting_for_a_worker_from_starting(pg_settings: Settings) -> None:
-    """Three symbols in flight on one worker: one running, two waiting in the pool. After the halt the
-    waiting ones never start (the worker reads the flag before each), the rest are not dispatched."""
+async def test_a_local_worker_starts_nothing_once_the_desk_is_halted(pg_settings: Settings) -> None:
+    """Symbols that reach a worker process after the halt (they waited in the pool while it landed): the
+    worker reads the flag before each, starts none, and their run rows say why. (The scanner's own check,
+    which stops dispatching, is in tests/test_scanner.py.)"""
     pool = ProcessPoolDispatcher(pg_settings, workers=1)
     try:
         async with open_storage(pg_settings) as storage:
             await pool.start()
             runs = Lifecycles(pg_settings, storage)
-            symbols = [f"SYN{i:04d}/USDT" for i in range(400, 406)]
+            await Governor(storage.ledger, storage.audit).halt("drawdown alarm", "erin", runs.hub.brokers())
+            symbols = [f"SYN{i:04d}/USDT" for i in range(400, 403)]
             request = ScanRequest(scan_id="halt-pool", symbols=symbols, as_of=CLOCK)
-            summary = await Scans(runs).run(request, HaltsOnFirstAnswer(pool, runs), concurrency=pool.concurrency)
-            by_symbol = {e.symbol: e for e in summary.ranked}
-            assert summary.halted and by_symbol[symbols[0]].status in ("decided", "paused")
-            # The second was handed to the worker as the first came back, racing the halt: it ran or it did not.
-            assert by_symbol[symbols[1]].status in ("decided", "paused", "skipped")
-            waited = by_symbol[symbols[2]]  # waiting in the pool when the halt landed
-            assert waited.status == "skipped" and "not started" in waited.reason and waited.worker.startswith(f"{pool.pids[0]}@")
-            assert (await storage.ledger.run(waited.thread_id))["status"] == "skipped"
-            assert await storage.last_checkpoint_id(waited.thread_id) is None
-            for symbol in symbols[3:]:  # never handed to a worker
-                entry = by_symbol[symbol]
-                assert entry.status == "skipped" and "not dispatched" in entry.reason
-                assert await storage.ledger.run(scan_thread_id(request.scan_id, symbol)) is None
+            entries = await asyncio.gather(*(pool.decide(request, symbol, CLOCK) for symbol in symbols))
+            for entry in entries:
+                assert entry.status == "skipped" and "not started: trading halted (drawdown alarm)" in entry.reason
+                assert entry.worker.startswith(f"{pool.pids[0]}@")
+                assert (await storage.ledger.run(entry.thread_id))["status"] == "skipped"
+                assert await storage.last_checkpoint_id(entry.thread_id) is None
     finally:
         pool.close()
 
