@@ -11,6 +11,8 @@ Not real: the market data (the built-in synthetic source at a fixed moment), the
 Which symbols the killed worker had started and not finished is read from the workers'
 logs (a line when a task starts, one when it has settled, before its message is acked).
 In CI (CI=true) an unreachable RabbitMQ fails the test; elsewhere it is skipped.
+Also here: `aitrader scan --distributed` against one worker, and a worker that finds the
+desk halted before it starts a symbol.
 """
 
 from __future__ import annotations
