@@ -32,7 +32,7 @@ from api.runs import Lifecycles, make_request
 from graphs.scanner import SCAN_RECURSION_LIMIT, build_scanner
 from state.scan import ScanEntry, ScanRequest, ScanSummary
 from tools.market_data import MarketDataSource
-from tools.scan import GovernorWatch, ScanServices, SymbolDispatcher, entry_from_values, scan_thread_id
+from tools.scan import ScanServices, SymbolDispatcher, entry_from_values, scan_thread_id
 
 SCREEN_STOP = ["approval"]  # a screen that gets here has a trade proposal
 WORKER = f"{os.getpid()}@{socket.gethostname()}"
@@ -129,7 +129,7 @@ class Scans:
         return ScanServices(
             settings=self.runs.settings,
             dispatcher=dispatcher,
-            governor=GovernorWatch(self.runs.storage.ledger),
+            ledger=self.runs.storage.ledger,
             markets=self.markets_for,
         )
 

@@ -25,7 +25,7 @@ from state.scan import ScanState
 from tools.context import build_services
 from tools.ledger import memory_ledger
 from tools.market_data import open_source
-from tools.scan import GovernorWatch, GraphDispatcher, ScanServices
+from tools.scan import GraphDispatcher, ScanServices
 
 # Recursion is by supersteps, not symbols: three steps whatever the watchlist's length.
 SCAN_RECURSION_LIMIT = 16
@@ -57,7 +57,7 @@ def _studio_services() -> ScanServices:
     return ScanServices(
         settings=settings,
         dispatcher=GraphDispatcher(lifecycle, lambda request: build_services(settings, request), settings),
-        governor=GovernorWatch(memory_ledger()),
+        ledger=memory_ledger(),
         markets=lambda request: open_source(request.source or settings.source, scenario=request.scenario, data_dir=request.data_dir, exchange=request.exchange or settings.exchange),
     )
 

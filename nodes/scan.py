@@ -66,9 +66,9 @@ async def scan_symbol(task: SymbolTask, runtime: Runtime[ScanServices]) -> dict[
     services = scan_services(runtime)
     symbol = task["symbol"]
     started = time.perf_counter()
-    halted, reason = await services.governor.halted()
-    if halted:
-        entry = ScanEntry(symbol=symbol, status="skipped", reason=f"not dispatched: trading halted ({reason or 'no reason given'})")
+    governor = await services.ledger.governor()
+    if governor.halted:
+        entry = ScanEntry(symbol=symbol, status="skipped", reason=f"not dispatched: trading halted ({governor.reason or 'no reason given'})")
     else:
         try:
             entry = await services.dispatcher.decide(task["request"], symbol, task["as_of"])
@@ -83,7 +83,7 @@ async def scan_symbol(task: SymbolTask, runtime: Runtime[ScanServices]) -> dict[
 async def rank(state: ScanState, runtime: Runtime[ScanServices]) -> dict[str, Any]:
     request: ScanRequest = state["request"]
     results = state.get("results") or []
-    halted, reason = await scan_services(runtime).governor.halted()
+    governor = await scan_services(runtime).ledger.governor()
     counts = Counter(entry.status for entry in results)
     counts.update(f"decision:{entry.decision}" for entry in results if entry.decision)
     summary = ScanSummary(
@@ -91,7 +91,7 @@ async def rank(state: ScanState, runtime: Runtime[ScanServices]) -> dict[str, An
         as_of=state["as_of"],
         ranked=sorted(results, key=rank_key),
         counts=dict(counts),
-        halted=halted,
-        halt_reason=reason if halted else "",
+        halted=governor.halted,
+        halt_reason=governor.reason if governor.halted else "",
     )
     return {"summary": summary}

@@ -34,24 +34,11 @@ def scan_thread_id(scan_id: str, symbol: str) -> str:
 
 
 @dataclass(frozen=True)
-class GovernorWatch:
-    """The governor's halt flag as the scanner sees it before dispatching each symbol.
-
-    Read afresh every time (one indexed row): the kill switch acts at once, where a cached flag
-    let a quarter second of symbols through (~10 at full speed)."""
-
-    ledger: Ledger
-
-    async def halted(self) -> tuple[bool, str]:
-        governor = await self.ledger.governor()
-        return governor.halted, governor.reason
-
-
-@dataclass(frozen=True)
 class ScanServices:
     settings: Settings
     dispatcher: SymbolDispatcher
-    governor: GovernorWatch
+    # The kill switch, read afresh before each symbol is dispatched: a halt acts at once.
+    ledger: Ledger
     # The market listing for `top N` (the source the scan's runs read).
     markets: Callable[[ScanRequest], MarketDataSource]
 
