@@ -20,6 +20,7 @@ from tools.market_data.synthetic import M5, Bars, Profile, aggregate, ar1, gauss
 
 OVERRIDE_WEEKS = 26  # long enough for weekly EMA20 / daily EMA50 to agree
 TAIL_WEEKS = 2
+TRENDING_ADX = 30.0  # 1h ADX a trend scenario promises: well clear of the faders' 25
 
 
 def override_root(prof: Profile, nat: Bars, scenario: str, seed: int) -> tuple[Bars, float]:
@@ -119,4 +120,6 @@ def keeps_promise(scenario: str, tail: Bars, until: int) -> bool:
         return calm and abs(got["15m"]["rsi"] - 50) < 12
     sign = 1.0 if scenario == "uptrend" else -1.0
     steady = all(sign * got[tf]["trend"] > 1e-3 and sign * got[tf]["above"] > 1e-3 for tf in ("15m", "1h"))
-    return steady and got["1h"]["adx"] > 24
+    # A trend strong enough that the faders stand aside: they fade only below ADX 25, and a tail
+    # at 24.8 once let a swing-failure short disagree with the trend (a HOLD, not the promised BUY).
+    return steady and got["1h"]["adx"] > TRENDING_ADX
