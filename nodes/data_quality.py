@@ -11,7 +11,7 @@ from state import AnalysisState
 from state.sections import Check, QualitySection, failed_checks
 from tools.context import Services
 from tools.indicators import MIN_CANDLES
-from tools.quality import fresh_check, frame_checks
+from tools.quality import frame_checks, inspect
 
 NODE = "data_quality"
 
@@ -26,11 +26,10 @@ async def data_quality(state: AnalysisState, runtime: Runtime[Services]) -> dict
         # Named for their timeframe as they are made: a model_copy per check costs more than the check.
         # The candles' own checks are the frame's for as long as the cache hands it out; freshness is the clock's.
         prefix = f"{timeframe}."
-        checks += loaded.derive(
+        kept = loaded.derive(
             (NODE, MIN_CANDLES), lambda item: frame_checks(item.frame, timeframe, min_candles=MIN_CANDLES, prefix=prefix)
         )
-        if len(loaded.frame):
-            checks.append(fresh_check(loaded.frame, timeframe, market.as_of, prefix=prefix))
+        checks += inspect(loaded.frame, timeframe, market.as_of, min_candles=MIN_CANDLES, prefix=prefix, candle_checks=kept)
         repairs += [f"{timeframe}: {note}" for note in loaded.repairs]
     failed = failed_checks(checks)
     section = QualitySection(

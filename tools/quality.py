@@ -110,10 +110,19 @@ def _sound(ohlcv: np.ndarray) -> bool:
 
 
 def inspect(
-    candles: pd.DataFrame, timeframe: str, clock: datetime, *, min_candles: int, prefix: str = ""
+    candles: pd.DataFrame,
+    timeframe: str,
+    clock: datetime,
+    *,
+    min_candles: int,
+    prefix: str = "",
+    candle_checks: list[Check] | None = None,
 ) -> list[Check]:
-    """One check per rule; a failed check means the timeframe cannot be trusted. `prefix` starts every check's name."""
-    checks = frame_checks(candles, timeframe, min_candles=min_candles, prefix=prefix)
+    """One check per rule; a failed check means the timeframe cannot be trusted. `prefix` starts every check's name.
+
+    `candle_checks`: `frame_checks` of these candles computed before (they do not depend on the clock), not changed here.
+    """
+    checks = frame_checks(candles, timeframe, min_candles=min_candles, prefix=prefix) if candle_checks is None else candle_checks
     return checks + [fresh_check(candles, timeframe, clock, prefix=prefix)] if len(candles) else checks
 
 
